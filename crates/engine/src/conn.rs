@@ -1,0 +1,234 @@
+//! One socket in the poller's table, with its queues of requests.
+//!
+//! Readiness is edge-triggered: `readable`/`writable` say that the last
+//! attempt did not hit EAGAIN, or that an event came since. An event may be
+//! spurious (a slot reused after free, or readiness already consumed): the
+//! next attempt simply gets EAGAIN and clears the flag. Requests wait in FIFO
+//! order; the next edge resumes them.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, OwnedFd};
+
+use crate::arena::SwapArenas;
+use crate::op::{Completion, ConnId, Data, Error, ReqId};
+use crate::sys;
+
+/// How many queued writes go out in one vectored write.
+const MAX_IOVECS: usize = 64;
+
+pub(crate) enum Kind {
+    Stream,
+    Listener,
+    /// A connect in progress; its request completes when the socket turns writable.
+    Connecting(ReqId),
+}
+
+pub(crate) struct ReadRequest {
+    pub req: ReqId,
+    len: usize,
+    /// Read-full requests fill memory of their own; swap reads use the arena.
+    full: Option<Vec<u8>>,
+    filled: usize,
+}
+
+pub(crate) struct WriteRequest {
+    pub req: ReqId,
+    data: Vec<u8>,
+    written: usize,
+}
+
+pub(crate) struct AcceptRequest {
+    pub req: ReqId,
+    pub conn: ConnId,
+}
+
+pub(crate) struct Conn {
+    pub id: ConnId,
+    pub fd: OwnedFd,
+    pub kind: Kind,
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer hung up or the socket has an error: reads never block again.
+    pub hup: bool,
+    /// Already in the poller's list of sockets to pump this turn.
+    pub queued: bool,
+    reads: VecDeque<ReadRequest>,
+    writes: VecDeque<WriteRequest>,
+    pub accepts: VecDeque<AcceptRequest>,
+}
+
+/// What pumping reads ended with.
+#[derive(PartialEq, Eq)]
+pub(crate) enum ReadProgress {
+    Idle,
+    /// A swap read is waiting for arena space.
+    Starved,
+}
+
+impl Conn {
+    pub fn new(id: ConnId, fd: OwnedFd, kind: Kind) -> Conn {
+        // A new stream is assumed ready both ways: a wrong guess costs one EAGAIN.
+        let ready = matches!(kind, Kind::Stream);
+        Conn {
+            id,
+            fd,
+            kind,
+            readable: ready,
+            writable: ready,
+            hup: false,
+            queued: false,
+            reads: VecDeque::new(),
+            writes: VecDeque::new(),
+            accepts: VecDeque::new(),
+        }
+    }
+
+    pub fn push_read(&mut self, req: ReqId, len: usize, full: bool) {
+        let full = full.then(Vec::new);
+        self.reads.push_back(ReadRequest { req, len, full, filled: 0 });
+    }
+
+    pub fn push_write(&mut self, req: ReqId, data: Vec<u8>) {
+        self.writes.push_back(WriteRequest { req, data, written: 0 });
+    }
+
+    pub fn has_request(&self, req: ReqId) -> bool {
+        self.reads.iter().any(|r| r.req == req) || self.writes.iter().any(|w| w.req == req)
+    }
+
+    /// Takes a read or write out of its queue (its deadline passed), with what it got done.
+    pub fn cancel(&mut self, req: ReqId, error: Error) -> Option<Completion> {
+        if let Some(i) = self.reads.iter().position(|r| r.req == req) {
+            let read = self.reads.remove(i)?;
+            return Some(read.finish(Some(error), Data::None));
+        }
+        let i = self.writes.iter().position(|w| w.req == req)?;
+        let write = self.writes.remove(i)?;
+        Some(Completion { req, size: write.written, error: Some(error), data: Data::None })
+    }
+
+    /// Completes every request still queued here with `error`.
+    pub fn fail_all(&mut self, error: Error, out: &mut Vec<Completion>) {
+        out.extend(self.reads.drain(..).map(|r| r.finish(Some(error), Data::None)));
+        out.extend(self.writes.drain(..).map(|w| Completion { req: w.req, size: w.written, error: Some(error), data: Data::None }));
+        out.extend(self.accepts.drain(..).map(|a| Completion::failed(a.req, error)));
+        if let Kind::Connecting(req) = self.kind {
+            out.push(Completion::failed(req, error));
+            self.kind = Kind::Stream;
+        }
+    }
+
+    /// Writes queued data until the queue is empty or the socket is full.
+    pub fn pump_writes(&mut self, out: &mut Vec<Completion>) {
+        while self.writable && !self.writes.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (slice, w) in slices.iter_mut().zip(&self.writes) {
+                *slice = IoSlice::new(&w.data[w.written..]);
+                count += 1;
+            }
+            let wanted: usize = slices[..count].iter().map(|s| s.len()).sum();
+            match sys::send_vectored(self.fd.as_fd(), &slices[..count]) {
+                Ok(n) => {
+                    // A short write means the socket buffer is full; the next edge says when it drains.
+                    self.writable = n == wanted;
+                    self.advance_writes(n, out);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let failed = self.writes.pop_front().expect("queue is not empty");
+                    out.push(Completion { req: failed.req, size: failed.written, error: Some(e.into()), data: Data::None });
+                }
+            }
+        }
+    }
+
+    fn advance_writes(&mut self, mut n: usize, out: &mut Vec<Completion>) {
+        while n > 0 {
+            let head = self.writes.front_mut().expect("the kernel wrote no more than was queued");
+            let rest = head.data.len() - head.written;
+            if n < rest {
+                head.written += n;
+                return;
+            }
+            n -= rest;
+            let done = self.writes.pop_front().expect("head exists");
+            out.push(Completion { req: done.req, size: done.data.len(), error: None, data: Data::None });
+        }
+    }
+
+    /// Reads for queued requests until the queue is empty or the socket is drained.
+    pub fn pump_reads(&mut self, arenas: &mut SwapArenas, takes: u64, swap_max: usize, out: &mut Vec<Completion>) -> ReadProgress {
+        while (self.readable || self.hup) && !self.reads.is_empty() {
+            let head = self.reads.front_mut().expect("queue is not empty");
+            let (result, asked, data) = match head.full.as_mut() {
+                Some(buf) => {
+                    if buf.is_empty() {
+                        // Allocated at the first byte, not at submission: idle reads cost nothing.
+                        buf.resize(head.len, 0);
+                    }
+                    let space = &mut buf[head.filled..];
+                    (sys::recv(self.fd.as_fd(), space), space.len(), None)
+                }
+                None => {
+                    let Some((arena, offset, space)) = arenas.reserve(head.len.min(swap_max), takes) else {
+                        return ReadProgress::Starved;
+                    };
+                    let asked = space.len();
+                    (sys::recv(self.fd.as_fd(), space), asked, Some((arena, offset)))
+                }
+            };
+            match result {
+                Ok(0) => {
+                    self.hup = true;
+                    let read = self.reads.pop_front().expect("head exists");
+                    out.push(read.finish(Some(Error::Eof), Data::None));
+                }
+                Ok(n) => {
+                    // A short read drained the socket; more data will raise a new edge.
+                    self.readable = n == asked;
+                    head.filled += n;
+                    if let Some((arena, offset)) = data {
+                        arenas.commit(n);
+                        let read = self.reads.pop_front().expect("head exists");
+                        out.push(read.finish(None, Data::Swap { arena, offset }));
+                    } else if head.filled == head.len {
+                        let read = self.reads.pop_front().expect("head exists");
+                        out.push(read.finish(None, Data::None));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    if self.hup {
+                        // Spurious hang-up flag from an error event with nothing to read: wait for the next edge.
+                        self.hup = false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.hup = true;
+                    let read = self.reads.pop_front().expect("head exists");
+                    out.push(read.finish(Some(e.into()), Data::None));
+                }
+            }
+        }
+        ReadProgress::Idle
+    }
+}
+
+impl ReadRequest {
+    /// The completion of this read; a read-full hands over its own bytes,
+    /// also when it ends early (end of stream, error, deadline).
+    fn finish(self, error: Option<Error>, data: Data) -> Completion {
+        let data = match self.full {
+            Some(mut buf) if self.filled > 0 => {
+                buf.truncate(self.filled);
+                Data::Owned(buf)
+            }
+            _ => data,
+        };
+        Completion { req: self.req, size: self.filled, error, data }
+    }
+}

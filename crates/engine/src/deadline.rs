@@ -1,0 +1,75 @@
+//! The deadline heap that drives the poll timeout.
+//!
+//! Entries are not removed when their request completes early; they are
+//! skipped when they come due, and the heap is compacted when stale entries
+//! outnumber live ones, so a long run with far deadlines stays bounded.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+use crate::op::{ConnId, ReqId};
+
+#[derive(Default)]
+pub(crate) struct Deadlines {
+    heap: BinaryHeap<Reverse<(Instant, ConnId, ReqId)>>,
+    compact_at: usize,
+}
+
+impl Deadlines {
+    pub fn add(&mut self, at: Instant, conn: ConnId, req: ReqId) {
+        self.heap.push(Reverse((at, conn, req)));
+    }
+
+    /// How long the poller may sleep before the earliest deadline.
+    pub fn timeout(&self, now: Instant) -> Option<Duration> {
+        self.heap.peek().map(|Reverse((at, _, _))| at.saturating_duration_since(now))
+    }
+
+    /// The next entry that is due at `now`, if any.
+    pub fn pop_due(&mut self, now: Instant) -> Option<(ConnId, ReqId)> {
+        match self.heap.peek() {
+            Some(Reverse((at, _, _))) if *at <= now => self.heap.pop().map(|Reverse((_, c, r))| (c, r)),
+            _ => None,
+        }
+    }
+
+    /// Drops the entries of completed requests once the heap has doubled since
+    /// the last compaction, so the cost stays proportional to the work done.
+    pub fn compact(&mut self, is_pending: impl Fn(ConnId, ReqId) -> bool) {
+        if self.heap.len() >= self.compact_at.max(1024) {
+            self.heap.retain(|Reverse((_, conn, req))| is_pending(*conn, *req));
+            self.compact_at = 2 * self.heap.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pops_in_time_order_and_only_when_due() {
+        let now = Instant::now();
+        let mut d = Deadlines::default();
+        d.add(now + Duration::from_millis(20), 1, 10);
+        d.add(now + Duration::from_millis(10), 2, 20);
+        assert_eq!(d.timeout(now), Some(Duration::from_millis(10)));
+        assert_eq!(d.pop_due(now), None);
+        assert_eq!(d.pop_due(now + Duration::from_millis(15)), Some((2, 20)));
+        assert_eq!(d.pop_due(now + Duration::from_millis(25)), Some((1, 10)));
+        assert_eq!(d.timeout(now), None);
+    }
+
+    #[test]
+    fn compaction_keeps_only_pending_entries() {
+        let now = Instant::now();
+        let mut d = Deadlines::default();
+        for req in 0..2000 {
+            d.add(now, 0, req);
+        }
+        d.compact(|_, req| req == 7);
+        assert_eq!(d.pop_due(now), Some((0, 7)));
+        assert_eq!(d.pop_due(now), None);
+    }
+}

@@ -1,0 +1,25 @@
+//! gaio's engine: proactor-style TCP and Unix-socket I/O on mio.
+//!
+//! A [`Watcher`] owns one poller thread. Callers describe work as
+//! [`Submission`]s (read, read-full, write, accept, connect, adopt a socket,
+//! free) and get a [`Completion`] for every request, in batches. The thread
+//! waits on edge-triggered readiness, keeps a FIFO of reads and one of writes
+//! per connection, writes queued data with one vectored call, reads into swap
+//! arenas when no memory of the caller's is involved, and enforces deadlines
+//! from a heap that sets the poll timeout.
+//!
+//! Nothing here knows about Node: the addon at the root of the repository
+//! drives this crate, and so can any Rust program (see the tests).
+
+mod arena;
+mod conn;
+mod deadline;
+mod op;
+mod poller;
+mod sys;
+mod watcher;
+
+pub use arena::ArenaMemory;
+pub use op::{slot_of, Address, Completion, ConnId, Data, Error, ReqId, Submission, SLOT_BITS};
+pub use sys::{dup, listen, local_port};
+pub use watcher::{Batch, Options, Watcher};

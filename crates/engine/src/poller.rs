@@ -1,0 +1,376 @@
+//! The poller thread: readiness in, requests advanced, completions out.
+//!
+//! Each turn: wait for events (or the next deadline), note readiness, take the
+//! whole submission queue under one lock, pump the sockets that can move,
+//! expire deadlines, then publish the turn's completions under one lock and
+//! notify the consumer only if it has not been notified since its last take.
+//! Sockets are registered once for both directions, edge-triggered, and never
+//! re-armed.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use mio::event::Event;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::arena::SwapArenas;
+use crate::conn::{Conn, Kind, ReadProgress};
+use crate::deadline::Deadlines;
+use crate::op::{slot_of, Completion, ConnId, Error, Submission};
+use crate::sys;
+
+pub(crate) const WAKER: Token = Token(usize::MAX);
+
+/// What the poller and the consumer share.
+pub(crate) struct Shared {
+    pub state: Mutex<State>,
+    pub waker: Waker,
+    pub notify: Box<dyn Fn() + Send + Sync>,
+    /// How many takes the consumer made; written under `state`'s lock.
+    pub takes: AtomicU64,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub submissions: Vec<Submission>,
+    pub completions: Vec<Completion>,
+    /// A notification went out and no take has happened since.
+    pub notified: bool,
+    /// The poller waits for a take to free swap space.
+    pub starved: bool,
+    pub closing: bool,
+    /// The poller has exited; later submissions complete at once.
+    pub stopped: bool,
+    /// The poller panicked with this message.
+    pub failure: Option<String>,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock only means a panic elsewhere; the state itself stays consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub(crate) struct Poller {
+    poll: Poll,
+    events: Events,
+    shared: Arc<Shared>,
+    conns: Vec<Option<Conn>>,
+    /// Slots to pump this turn; `next_ready` is reused to avoid allocation.
+    ready: Vec<usize>,
+    next_ready: Vec<usize>,
+    starved: Vec<usize>,
+    deadlines: Deadlines,
+    arenas: SwapArenas,
+    swap_max: usize,
+    done: Vec<Completion>,
+    incoming: Vec<Submission>,
+}
+
+impl Poller {
+    pub fn new(poll: Poll, shared: Arc<Shared>, arenas: SwapArenas, swap_max: usize) -> Poller {
+        Poller {
+            poll,
+            events: Events::with_capacity(1024),
+            shared,
+            conns: Vec::new(),
+            ready: Vec::new(),
+            next_ready: Vec::new(),
+            starved: Vec::new(),
+            deadlines: Deadlines::default(),
+            arenas,
+            swap_max,
+            done: Vec::new(),
+            incoming: Vec::new(),
+        }
+    }
+
+    /// Runs until the watcher closes. A panic is recorded for the consumer
+    /// instead of silently killing the thread.
+    pub fn run_guarded(self) {
+        let shared = self.shared.clone();
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run())) {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            let mut state = shared.lock();
+            state.failure = Some(message);
+            state.stopped = true;
+            let notify = !std::mem::replace(&mut state.notified, true);
+            drop(state);
+            if notify {
+                (shared.notify)();
+            }
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            let timeout = self.deadlines.timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+                assert!(e.kind() == std::io::ErrorKind::Interrupted, "poll failed: {e}");
+            }
+            for event in self.events.iter() {
+                note_readiness(&mut self.conns, &mut self.ready, event);
+            }
+            let closing = {
+                let mut state = self.shared.lock();
+                std::mem::swap(&mut state.submissions, &mut self.incoming);
+                state.closing
+            };
+            if closing {
+                return self.shut_down();
+            }
+            let mut incoming = std::mem::take(&mut self.incoming);
+            for submission in incoming.drain(..) {
+                self.apply(submission);
+            }
+            self.incoming = incoming;
+            for slot in std::mem::take(&mut self.starved) {
+                self.schedule(slot);
+            }
+            let takes = self.shared.takes.load(Ordering::Acquire);
+            self.pump(takes);
+            self.expire(Instant::now());
+            self.publish(takes);
+        }
+    }
+
+    fn schedule(&mut self, slot: usize) {
+        schedule(&mut self.conns, &mut self.ready, slot);
+    }
+
+    /// The connection with this exact id (slot and generation), if it is open.
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.conns.get_mut(slot_of(id))?.as_mut().filter(|c| c.id == id)
+    }
+
+    fn stream_mut(&mut self, id: ConnId) -> Result<&mut Conn, Error> {
+        let conn = self.conn_mut(id).ok_or(Error::ConnClosed)?;
+        match conn.kind {
+            Kind::Stream => Ok(conn),
+            _ => Err(Error::WrongKind),
+        }
+    }
+
+    fn apply(&mut self, submission: Submission) {
+        match submission {
+            Submission::Read { req, conn, len, full, deadline } => match self.stream_mut(conn) {
+                Ok(stream) => {
+                    stream.push_read(req, len, full);
+                    self.after_push(conn, req, deadline);
+                }
+                Err(e) => self.done.push(Completion::failed(req, e)),
+            },
+            Submission::Write { req, conn, data, deadline } => match self.stream_mut(conn) {
+                Ok(stream) => {
+                    stream.push_write(req, data);
+                    self.after_push(conn, req, deadline);
+                }
+                Err(e) => self.done.push(Completion::failed(req, e)),
+            },
+            Submission::Accept { req, listener, conn } => match self.conn_mut(listener) {
+                Some(l) if matches!(l.kind, Kind::Listener) => {
+                    l.accepts.push_back(crate::conn::AcceptRequest { req, conn });
+                    self.schedule(slot_of(listener));
+                }
+                Some(_) => self.done.push(Completion::failed(req, Error::WrongKind)),
+                None => self.done.push(Completion::failed(req, Error::ConnClosed)),
+            },
+            Submission::Connect { req, conn, addr } => {
+                if let Err(e) = sys::connect(&addr).and_then(|fd| self.insert(conn, fd, Kind::Connecting(req))) {
+                    self.done.push(Completion::failed(req, e.into()));
+                }
+            }
+            Submission::AdoptStream { conn, fd } => {
+                // No request to report to: a failure leaves the id unknown, so
+                // every later request on it completes with ConnClosed.
+                let _ = sys::prepare_stream(fd.as_fd()).and_then(|()| self.insert(conn, fd, Kind::Stream));
+            }
+            Submission::AdoptListener { conn, fd } => {
+                let _ = self.insert(conn, fd, Kind::Listener);
+            }
+            Submission::Free { conn } => self.free(conn, Error::ConnClosed),
+        }
+    }
+
+    fn after_push(&mut self, conn: ConnId, req: u32, deadline: Option<Instant>) {
+        if let Some(at) = deadline {
+            self.deadlines.add(at, conn, req);
+        }
+        self.schedule(slot_of(conn));
+    }
+
+    fn insert(&mut self, id: ConnId, fd: OwnedFd, kind: Kind) -> std::io::Result<()> {
+        let slot = slot_of(id);
+        self.poll.registry().register(
+            &mut SourceFd(&fd.as_raw_fd()),
+            Token(slot),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        if self.conns.len() <= slot {
+            self.conns.resize_with(slot + 1, || None);
+        }
+        if let Some(old) = self.conns[slot].take() {
+            // The submitter reused a slot it never freed: close the old socket properly.
+            self.close_conn(old, Error::ConnClosed);
+        }
+        self.conns[slot] = Some(Conn::new(id, fd, kind));
+        self.schedule(slot);
+        Ok(())
+    }
+
+    fn free(&mut self, id: ConnId, error: Error) {
+        if let Some(conn) = self.conns.get_mut(slot_of(id)).and_then(|c| c.take_if(|c| c.id == id)) {
+            self.close_conn(conn, error);
+        }
+    }
+
+    fn close_conn(&mut self, mut conn: Conn, error: Error) {
+        // Deregister before closing: a duplicate of the descriptor elsewhere
+        // would otherwise keep it in the poll set.
+        let _ = self.poll.registry().deregister(&mut SourceFd(&conn.fd.as_raw_fd()));
+        conn.fail_all(error, &mut self.done);
+    }
+
+    fn pump(&mut self, takes: u64) {
+        let mut ready = std::mem::replace(&mut self.ready, std::mem::take(&mut self.next_ready));
+        for &slot in &ready {
+            let Some(Some(conn)) = self.conns.get_mut(slot) else { continue };
+            conn.queued = false;
+            match conn.kind {
+                Kind::Stream => {
+                    conn.pump_writes(&mut self.done);
+                    if conn.pump_reads(&mut self.arenas, takes, self.swap_max, &mut self.done) == ReadProgress::Starved {
+                        self.starved.push(slot);
+                    }
+                }
+                Kind::Listener => self.pump_accepts(slot),
+                Kind::Connecting(req) if conn.writable || conn.hup => self.finish_connect(slot, req),
+                Kind::Connecting(_) => {}
+            }
+        }
+        ready.clear();
+        self.next_ready = ready;
+    }
+
+    fn pump_accepts(&mut self, slot: usize) {
+        let mut accepted = Vec::new();
+        let Some(Some(listener)) = self.conns.get_mut(slot) else { return };
+        while listener.readable && !listener.accepts.is_empty() {
+            match sys::accept(listener.fd.as_fd()) {
+                Ok(fd) => accepted.push((listener.accepts.pop_front().expect("not empty"), fd)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => listener.readable = false,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ECONNABORTED)) => {}
+                Err(e) => {
+                    // EMFILE and friends: the connection stays in the backlog and
+                    // the listener stays readable, so the next accept retries.
+                    let failed = listener.accepts.pop_front().expect("not empty");
+                    self.done.push(Completion::failed(failed.req, e.into()));
+                    break;
+                }
+            }
+        }
+        for (request, fd) in accepted {
+            let outcome = self.insert(request.conn, fd, Kind::Stream);
+            self.done.push(match outcome {
+                Ok(()) => Completion { req: request.req, size: 0, error: None, data: crate::Data::None },
+                Err(e) => Completion::failed(request.req, e.into()),
+            });
+        }
+    }
+
+    fn finish_connect(&mut self, slot: usize, req: u32) {
+        let conn = self.conns[slot].as_mut().expect("pumped slots hold a connection");
+        match sys::take_socket_error(conn.fd.as_fd()) {
+            Ok(None) => {
+                conn.kind = Kind::Stream;
+                self.done.push(Completion { req, size: 0, error: None, data: crate::Data::None });
+            }
+            Ok(Some(e)) | Err(e) => {
+                let mut conn = self.conns[slot].take().expect("checked above");
+                conn.kind = Kind::Stream;
+                let _ = self.poll.registry().deregister(&mut SourceFd(&conn.fd.as_raw_fd()));
+                self.done.push(Completion::failed(req, e.into()));
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some((conn, req)) = self.deadlines.pop_due(now) {
+            if let Some(completion) = self.conn_mut(conn).and_then(|c| c.cancel(req, Error::Deadline)) {
+                self.done.push(completion);
+            }
+        }
+        let conns = &self.conns;
+        self.deadlines.compact(|conn, req| {
+            matches!(conns.get(slot_of(conn)), Some(Some(c)) if c.id == conn && c.has_request(req))
+        });
+    }
+
+    fn publish(&mut self, takes_at_pump: u64) {
+        if self.done.is_empty() && self.starved.is_empty() {
+            return;
+        }
+        let mut state = self.shared.lock();
+        let takes = self.shared.takes.load(Ordering::Acquire);
+        state.completions.append(&mut self.done);
+        self.arenas.published(takes);
+        // Starved reads need a take to free space; one that already happened
+        // since the pump means space may be free now, so just go round again.
+        let retry_now = !self.starved.is_empty() && takes != takes_at_pump;
+        state.starved = !self.starved.is_empty() && !retry_now;
+        let notify = !state.notified && !state.completions.is_empty();
+        state.notified |= notify;
+        drop(state);
+        if retry_now {
+            let _ = self.shared.waker.wake();
+        }
+        if notify {
+            (self.shared.notify)();
+        }
+    }
+
+    /// Completes everything still pending with WatcherClosed and closes every socket.
+    fn shut_down(mut self) {
+        let incoming = std::mem::take(&mut self.incoming);
+        for submission in incoming {
+            if let Some(req) = submission.req() {
+                self.done.push(Completion::failed(req, Error::WatcherClosed));
+            }
+        }
+        for conn in std::mem::take(&mut self.conns).into_iter().flatten() {
+            self.close_conn(conn, Error::WatcherClosed);
+        }
+        let mut state = self.shared.lock();
+        state.completions.append(&mut self.done);
+        state.stopped = true;
+    }
+}
+
+fn note_readiness(conns: &mut [Option<Conn>], ready: &mut Vec<usize>, event: &Event) {
+    let slot = event.token().0;
+    let Some(Some(conn)) = conns.get_mut(slot) else { return };
+    conn.readable |= event.is_readable() || event.is_read_closed();
+    conn.writable |= event.is_writable() || event.is_write_closed();
+    if event.is_error() || event.is_read_closed() {
+        conn.hup = true;
+        conn.writable = true;
+    }
+    schedule(conns, ready, slot);
+}
+
+fn schedule(conns: &mut [Option<Conn>], ready: &mut Vec<usize>, slot: usize) {
+    if let Some(Some(conn)) = conns.get_mut(slot) {
+        if !conn.queued {
+            conn.queued = true;
+            ready.push(slot);
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The consumer's handle on one poller thread.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+
+use mio::{Poll, Waker};
+
+use crate::arena::{ArenaMemory, SwapArenas};
+use crate::op::{Completion, Data, Error, Submission};
+use crate::poller::{Poller, Shared, State, WAKER};
+use crate::sys;
+
+/// How a watcher is set up.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The most bytes one swap read returns (gaio's swap buffer size).
+    pub swap_read_size: usize,
+    /// The size of each of the two swap arenas; at least `swap_read_size`.
+    pub arena_size: usize,
+    /// Pin the poller thread to this CPU (Linux only).
+    pub cpu: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { swap_read_size: 64 * 1024, arena_size: 1024 * 1024, cpu: None }
+    }
+}
+
+/// One poller thread with its sockets. Submissions go in from any thread
+/// that can reach the watcher; completions come out in batches through
+/// [`Watcher::take`]. `notify` runs on the poller thread when completions are
+/// waiting and no notification has been sent since the last take: at most
+/// one per take, so a consumer that is slow to take gets one larger batch.
+pub struct Watcher {
+    shared: Arc<Shared>,
+    arenas: [Arc<ArenaMemory>; 2],
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The completions of one take. While it lives no other take can happen, so
+/// the swap regions it points at stay intact.
+pub struct Batch<'w> {
+    pub completions: Vec<Completion>,
+    arenas: &'w [Arc<ArenaMemory>; 2],
+}
+
+impl Batch<'_> {
+    /// The bytes a completed read got.
+    pub fn bytes<'a>(&'a self, completion: &'a Completion) -> &'a [u8] {
+        match &completion.data {
+            // SAFETY: the region was published before this take and is not
+            // refilled before the next one, which this borrow prevents.
+            Data::Swap { arena, offset } => unsafe { self.arenas[*arena].bytes(*offset, completion.size) },
+            Data::Owned(bytes) => bytes,
+            Data::None => &[],
+        }
+    }
+}
+
+impl Watcher {
+    pub fn new(options: Options, notify: impl Fn() + Send + Sync + 'static) -> io::Result<Watcher> {
+        if options.swap_read_size == 0 || options.arena_size < options.swap_read_size {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "need 0 < swap_read_size <= arena_size"));
+        }
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            waker,
+            notify: Box::new(notify),
+            takes: AtomicU64::new(0),
+        });
+        let swap = SwapArenas::new(options.arena_size);
+        let arenas = swap.memory();
+        let poller = Poller::new(poll, shared.clone(), swap, options.swap_read_size);
+        let (started_tx, started_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new().name("gaio-poller".into()).spawn(move || {
+            let pinned = options.cpu.map_or(Ok(()), sys::pin_current_thread);
+            let ok = pinned.is_ok();
+            let _ = started_tx.send(pinned);
+            if ok {
+                poller.run_guarded();
+            }
+        })?;
+        let started = started_rx.recv().unwrap_or_else(|_| Err(io::Error::other("poller thread died at start")));
+        if let Err(e) = started {
+            let _ = thread.join();
+            return Err(e);
+        }
+        Ok(Watcher { shared, arenas, thread: Some(thread) })
+    }
+
+    /// Queues requests and wakes the poller once for the lot. After close,
+    /// each request completes at once with [`Error::WatcherClosed`].
+    pub fn submit(&self, batch: impl IntoIterator<Item = Submission>) {
+        let mut state = self.shared.lock();
+        if state.stopped {
+            let failed = batch.into_iter().filter_map(|s| s.req()).map(|req| Completion::failed(req, Error::WatcherClosed));
+            state.completions.extend(failed);
+            let notify = !state.notified && !state.completions.is_empty();
+            state.notified |= notify;
+            drop(state);
+            if notify {
+                (self.shared.notify)();
+            }
+            return;
+        }
+        let was_empty = state.submissions.is_empty();
+        state.submissions.extend(batch);
+        let wake = was_empty && !state.submissions.is_empty();
+        drop(state);
+        // A non-empty queue already has a wake-up on its way.
+        if wake {
+            let _ = self.shared.waker.wake();
+        }
+    }
+
+    /// Takes every completion published so far. Swap regions delivered by the
+    /// previous take may be refilled from now on.
+    pub fn take(&mut self) -> Batch<'_> {
+        let mut state = self.shared.lock();
+        let completions = std::mem::take(&mut state.completions);
+        state.notified = false;
+        self.shared.takes.fetch_add(1, Ordering::Release);
+        let wake = std::mem::take(&mut state.starved);
+        drop(state);
+        if wake {
+            let _ = self.shared.waker.wake();
+        }
+        Batch { completions, arenas: &self.arenas }
+    }
+
+    /// The swap arenas, for handing to a consumer that reads them in place.
+    pub fn arenas(&self) -> &[Arc<ArenaMemory>; 2] {
+        &self.arenas
+    }
+
+    /// The poller's panic message, if it died.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.lock().failure.clone()
+    }
+
+    /// Stops the poller after it completes everything pending with
+    /// [`Error::WatcherClosed`]; the next take returns those completions.
+    /// Idempotent.
+    pub fn close(&mut self) {
+        let Some(thread) = self.thread.take() else { return };
+        self.shared.lock().closing = true;
+        let _ = self.shared.waker.wake();
+        // run_guarded catches panics, so join only fails if the thread was killed.
+        let _ = thread.join();
+        self.shared.lock().stopped = true;
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

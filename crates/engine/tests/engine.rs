@@ -1,0 +1,269 @@
+//! The engine driven from plain Rust, against std sockets as peers.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use gaio_engine::{Address, Completion, ConnId, Data, Error, Options, ReqId, Submission, Watcher};
+
+/// A watcher plus a blocking wait for its notifications.
+struct Harness {
+    watcher: Watcher,
+    notified: mpsc::Receiver<()>,
+    /// Completions taken while waiting for another one.
+    early: Vec<Done>,
+}
+
+/// A completion with its bytes copied out of the batch.
+#[derive(Debug)]
+struct Done {
+    req: ReqId,
+    size: usize,
+    error: Option<Error>,
+    bytes: Vec<u8>,
+    swapped: bool,
+}
+
+impl Harness {
+    fn new(options: Options) -> Harness {
+        let (tx, notified) = mpsc::channel();
+        let watcher = Watcher::new(options, move || {
+            let _ = tx.send(());
+        })
+        .expect("watcher starts");
+        Harness { watcher, notified, early: Vec::new() }
+    }
+
+    fn submit(&self, s: Submission) {
+        self.watcher.submit([s]);
+    }
+
+    /// Takes the next non-empty batch, waiting up to 5 s, and copies it out.
+    /// Taking first, and waiting only when that finds nothing, is the
+    /// protocol: each take also releases the previous batch's swap space.
+    fn wait(&mut self) -> Vec<Done> {
+        let mut batch = self.watcher.take();
+        while batch.completions.is_empty() {
+            drop(batch);
+            self.notified.recv_timeout(Duration::from_secs(5)).expect("a batch within 5 s");
+            batch = self.watcher.take();
+        }
+        batch
+            .completions
+            .iter()
+            .map(|c: &Completion| Done {
+                req: c.req,
+                size: c.size,
+                error: c.error,
+                bytes: batch.bytes(c).to_vec(),
+                swapped: matches!(c.data, Data::Swap { .. }),
+            })
+            .collect()
+    }
+
+    /// Waits until request `req` completes, keeping the others for later.
+    fn wait_for(&mut self, req: ReqId) -> Done {
+        loop {
+            if let Some(i) = self.early.iter().position(|d| d.req == req) {
+                return self.early.remove(i);
+            }
+            let batch = self.wait();
+            self.early.extend(batch);
+        }
+    }
+
+    /// Listens on loopback as connection `id`; returns the address.
+    fn listen(&self, id: ConnId) -> SocketAddr {
+        let fd = gaio_engine::listen(&Address::Inet("127.0.0.1:0".parse().unwrap()), 128, false).unwrap();
+        let port = gaio_engine::local_port(std::os::fd::AsFd::as_fd(&fd)).unwrap();
+        self.submit(Submission::AdoptListener { conn: id, fd });
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// A connected pair: a std client and the accepted side as connection `id`.
+    fn accept_one(&mut self, listener: ConnId, id: ConnId) -> TcpStream {
+        let addr = self.listen(listener);
+        self.submit(Submission::Accept { req: 9000, listener, conn: id });
+        let client = TcpStream::connect(addr).unwrap();
+        let done = self.wait_for(9000);
+        assert_eq!(done.error, None);
+        client
+    }
+}
+
+fn read(req: ReqId, conn: ConnId, len: usize) -> Submission {
+    Submission::Read { req, conn, len, full: false, deadline: None }
+}
+
+fn write(req: ReqId, conn: ConnId, data: &[u8]) -> Submission {
+    Submission::Write { req, conn, data: data.to_vec(), deadline: None }
+}
+
+#[test]
+fn echoes_through_swap_reads_and_writes() {
+    let mut h = Harness::new(Options::default());
+    let mut client = h.accept_one(1, 2);
+    client.write_all(b"hello").unwrap();
+    h.submit(read(1, 2, 1024));
+    let got = h.wait_for(1);
+    assert_eq!((got.error, got.size, &got.bytes[..], got.swapped), (None, 5, &b"hello"[..], true));
+    h.submit(write(2, 2, &got.bytes));
+    assert_eq!(h.wait_for(2).size, 5);
+    let mut back = [0u8; 5];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"hello");
+}
+
+#[test]
+fn read_full_waits_for_every_byte() {
+    let mut h = Harness::new(Options::default());
+    let mut client = h.accept_one(1, 2);
+    h.submit(Submission::Read { req: 1, conn: 2, len: 300, full: true, deadline: None });
+    for chunk in [[1u8; 100], [2u8; 100], [3u8; 100]] {
+        client.write_all(&chunk).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let got = h.wait_for(1);
+    assert_eq!((got.error, got.size), (None, 300));
+    assert_eq!(&got.bytes[..100], &[1u8; 100]);
+    assert_eq!(&got.bytes[200..], &[3u8; 100]);
+}
+
+#[test]
+fn a_deadline_ends_a_read_that_gets_nothing() {
+    let mut h = Harness::new(Options::default());
+    let _client = h.accept_one(1, 2);
+    let start = Instant::now();
+    let deadline = Some(start + Duration::from_millis(50));
+    h.submit(Submission::Read { req: 1, conn: 2, len: 10, full: true, deadline });
+    let got = h.wait_for(1);
+    assert_eq!(got.error, Some(Error::Deadline));
+    assert!(start.elapsed() >= Duration::from_millis(50));
+}
+
+#[test]
+fn end_of_stream_completes_reads_with_eof() {
+    let mut h = Harness::new(Options::default());
+    let client = h.accept_one(1, 2);
+    drop(client);
+    h.submit(read(1, 2, 64));
+    h.submit(read(2, 2, 64));
+    assert_eq!(h.wait_for(1).error, Some(Error::Eof));
+    assert_eq!(h.wait_for(2).error, Some(Error::Eof));
+}
+
+#[test]
+fn free_completes_pending_requests_and_closes_the_socket() {
+    let mut h = Harness::new(Options::default());
+    let mut client = h.accept_one(1, 2);
+    h.submit(read(1, 2, 64));
+    h.submit(Submission::Free { conn: 2 });
+    assert_eq!(h.wait_for(1).error, Some(Error::ConnClosed));
+    let mut buf = [0u8; 1];
+    assert_eq!(client.read(&mut buf).unwrap(), 0, "the peer sees end of stream");
+    h.submit(read(2, 2, 64));
+    assert_eq!(h.wait_for(2).error, Some(Error::ConnClosed), "the id is gone");
+}
+
+#[test]
+fn a_reused_slot_does_not_answer_to_its_old_generation() {
+    let mut h = Harness::new(Options::default());
+    let _client = h.accept_one(1, 2);
+    let stale = 2 + (1 << gaio_engine::SLOT_BITS);
+    h.submit(read(1, stale, 64));
+    assert_eq!(h.wait_for(1).error, Some(Error::ConnClosed));
+}
+
+#[test]
+fn close_completes_everything_and_later_submissions_fail_at_once() {
+    let mut h = Harness::new(Options::default());
+    let _client = h.accept_one(1, 2);
+    h.submit(read(1, 2, 64));
+    h.submit(Submission::Accept { req: 2, listener: 1, conn: 3 });
+    h.watcher.close();
+    let mut errors: Vec<_> = h.watcher.take().completions.iter().map(|c| (c.req, c.error)).collect();
+    errors.sort_by_key(|e| e.0);
+    assert_eq!(errors, vec![(1, Some(Error::WatcherClosed)), (2, Some(Error::WatcherClosed))]);
+    h.submit(read(3, 2, 64));
+    assert_eq!(h.wait_for(3).error, Some(Error::WatcherClosed));
+}
+
+#[test]
+fn connect_reports_refusal_and_success() {
+    let mut h = Harness::new(Options::default());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused_addr = closed.local_addr().unwrap();
+    drop(closed);
+    h.submit(Submission::Connect { req: 1, conn: 5, addr: Address::Inet(refused_addr) });
+    assert_eq!(h.wait_for(1).error, Some(Error::Os(libc_econnrefused())));
+
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    h.submit(Submission::Connect { req: 2, conn: 6, addr: Address::Inet(server.local_addr().unwrap()) });
+    let (mut peer, _) = server.accept().unwrap();
+    assert_eq!(h.wait_for(2).error, None);
+    h.submit(write(3, 6, b"ping"));
+    assert_eq!(h.wait_for(3).size, 4);
+    let mut buf = [0u8; 4];
+    peer.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping");
+}
+
+fn libc_econnrefused() -> i32 {
+    std::io::Error::from(std::io::ErrorKind::ConnectionRefused).raw_os_error().unwrap_or(111)
+}
+
+#[test]
+fn large_writes_reach_a_slow_reader_intact() {
+    let mut h = Harness::new(Options::default());
+    let mut client = h.accept_one(1, 2);
+    let data: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+    h.submit(write(1, 2, &data[..1 << 20]));
+    h.submit(write(2, 2, &data[1 << 20..]));
+    let reader = std::thread::spawn(move || {
+        let mut got = vec![0u8; 4 << 20];
+        client.read_exact(&mut got).unwrap();
+        got
+    });
+    assert_eq!(h.wait_for(1).size, 1 << 20);
+    assert_eq!(h.wait_for(2).size, 3 << 20);
+    assert!(reader.join().unwrap() == data);
+}
+
+#[test]
+fn swap_reads_wait_for_space_instead_of_losing_bytes() {
+    // Arenas of 4 KiB: a 64 KiB stream needs many rounds of take-and-refill.
+    let mut h = Harness::new(Options { swap_read_size: 1024, arena_size: 4096, cpu: None });
+    let mut client = h.accept_one(1, 2);
+    let data: Vec<u8> = (0..65536u32).map(|i| (i % 253) as u8).collect();
+    let sent = data.clone();
+    // The writer hands the socket back so that end of stream does not race the reads.
+    let writer = std::thread::spawn(move || {
+        client.write_all(&sent).unwrap();
+        client
+    });
+    let mut got = Vec::new();
+    let mut next_req = 100;
+    for req in 0..16 {
+        h.submit(read(req, 2, 1024));
+    }
+    while got.len() < data.len() {
+        for done in h.wait() {
+            assert_eq!(done.error, None);
+            got.extend_from_slice(&done.bytes);
+            h.submit(read(next_req, 2, 1024));
+            next_req += 1;
+        }
+    }
+    assert!(got == data);
+    drop(writer.join().unwrap());
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_poller_can_be_pinned_to_a_cpu() {
+    let options = Options { cpu: Some(0), ..Options::default() };
+    assert!(Watcher::new(options, || {}).is_ok());
+    let options = Options { cpu: Some(100_000), ..Options::default() };
+    assert!(Watcher::new(options, || {}).is_err());
+}
