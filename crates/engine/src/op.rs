@@ -63,6 +63,8 @@ pub enum Error {
     WatcherClosed,
     /// The request does not apply to this kind of connection (a read on a listener, say).
     WrongKind,
+    /// A read or write of zero bytes.
+    EmptyBuffer,
     /// An errno from the operating system.
     Os(i32),
 }
@@ -102,6 +104,15 @@ impl Completion {
 }
 
 impl Submission {
+    /// A read or write of nothing, which could never make progress.
+    pub(crate) fn is_empty_transfer(&self) -> bool {
+        match self {
+            Submission::Read { len, .. } => *len == 0,
+            Submission::Write { data, .. } => data.is_empty(),
+            _ => false,
+        }
+    }
+
     /// The request this submission completes, if it is one.
     pub fn req(&self) -> Option<ReqId> {
         match self {

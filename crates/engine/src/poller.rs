@@ -160,6 +160,10 @@ impl Poller {
     }
 
     fn apply(&mut self, submission: Submission) {
+        if submission.is_empty_transfer() {
+            let req = submission.req().expect("reads and writes are requests");
+            return self.done.push(Completion::failed(req, Error::EmptyBuffer));
+        }
         match submission {
             Submission::Read { req, conn, len, full, deadline } => match self.stream_mut(conn) {
                 Ok(stream) => {

@@ -121,7 +121,18 @@ impl Watcher {
     /// Takes every completion published so far. Swap regions delivered by the
     /// previous take may be refilled from now on.
     pub fn take(&mut self) -> Batch<'_> {
+        self.take_up_to(usize::MAX).unwrap_or_else(|_| unreachable!("no batch exceeds usize::MAX"))
+    }
+
+    /// [`Watcher::take`] for a consumer with room for at most `max`
+    /// completions: with more waiting it takes nothing and says how many
+    /// there are. (Taking only some would hand out swap regions after the
+    /// take that was meant to deliver them.)
+    pub fn take_up_to(&mut self, max: usize) -> Result<Batch<'_>, usize> {
         let mut state = self.shared.lock();
+        if state.completions.len() > max {
+            return Err(state.completions.len());
+        }
         let completions = std::mem::take(&mut state.completions);
         state.notified = false;
         self.shared.takes.fetch_add(1, Ordering::Release);
@@ -130,7 +141,7 @@ impl Watcher {
         if wake {
             let _ = self.shared.waker.wake();
         }
-        Batch { completions, arenas: &self.arenas }
+        Ok(Batch { completions, arenas: &self.arenas })
     }
 
     /// The swap arenas, for handing to a consumer that reads them in place.

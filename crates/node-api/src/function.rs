@@ -1,0 +1,132 @@
+//! Exporting Rust functions to JS, calling JS functions, throwing errors.
+
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use crate::error::panic_error;
+use crate::sys;
+use crate::{Env, Error, Result, Value, ValueType};
+
+/// A native function as exported by [`Env::function`].
+pub type Callback = fn(Env, &[Value]) -> Result<Value>;
+
+/// How many arguments an exported function receives; missing ones are `undefined`.
+pub const MAX_ARGS: usize = 8;
+
+type CreateError = unsafe extern "C" fn(
+    sys::napi_env,
+    sys::napi_value,
+    sys::napi_value,
+    *mut sys::napi_value,
+) -> sys::napi_status;
+
+impl Env {
+    /// Creates a JS function that calls `f` with exactly [`MAX_ARGS`]
+    /// arguments (extra ones are dropped, missing ones are `undefined`).
+    /// An `Err` or a panic from `f` is thrown into JS; a panic becomes an
+    /// `Error` with code `ERR_INTERNAL_PANIC`.
+    pub fn function(self, name: &str, f: Callback) -> Result<Value> {
+        // SAFETY: see `env` module docs; `name` has an explicit length; the
+        // fn pointer travels as the callback's data pointer (it is 'static).
+        self.out("napi_create_function", |out| unsafe {
+            sys::napi_create_function(
+                self.0,
+                name.as_ptr().cast(),
+                name.len(),
+                Some(trampoline),
+                f as *mut c_void,
+                out,
+            )
+        })
+        .map(Value)
+    }
+
+    /// Calls `func` with `this = recv`. If it throws, the exception stays
+    /// pending and `Error::Pending` is returned; a non-function gives
+    /// `Error::Type("callback must be a function")`.
+    pub fn call(self, func: Value, recv: Value, args: &[Value]) -> Result<Value> {
+        // Node reports a non-function only as an opaque `napi_invalid_arg`.
+        self.expect(func, ValueType::Function, "callback", "function")?;
+        // SAFETY: see `env` module docs; `Value` is `repr(transparent)` over
+        // `napi_value`, so `args` is a valid array of `args.len()` handles.
+        self.out("napi_call_function", |out| unsafe {
+            sys::napi_call_function(
+                self.0,
+                recv.0,
+                func.0,
+                args.len(),
+                args.as_ptr().cast(),
+                out,
+            )
+        })
+        .map(Value)
+    }
+
+    /// Throws `e` as a JS exception (`Error::Pending`: leaves the pending one).
+    /// Best effort: if even creating the error fails there is nothing left to report to.
+    pub fn throw(self, e: Error) {
+        let _ = self.try_throw(e);
+    }
+
+    fn try_throw(self, e: Error) -> Result<()> {
+        let (create, code, message): (CreateError, _, _) = match e {
+            Error::Pending => return Ok(()),
+            Error::Type(message) => (sys::napi_create_type_error, None, message),
+            Error::Range(message) => (sys::napi_create_range_error, None, message),
+            Error::Code { code, message } => (sys::napi_create_error, Some(code), message),
+        };
+        let code = match code {
+            Some(code) => self.string(&code)?.0,
+            None => ptr::null_mut(), // no `.code` property
+        };
+        let message = self.string(&message)?;
+        // SAFETY: see `env` module docs; `code` is a string handle or null.
+        let error = self.out("napi_create_error", |out| unsafe {
+            create(self.0, code, message.0, out)
+        })?;
+        // SAFETY: see `env` module docs.
+        self.check("napi_throw", unsafe { sys::napi_throw(self.0, error) })
+    }
+
+    /// Runs `f` on behalf of a call from JS: an `Err` or a panic is thrown,
+    /// and the returned handle is then null, which JS sees as `undefined`.
+    pub(crate) fn run(self, f: impl FnOnce() -> Result<Value>) -> sys::napi_value {
+        let error = match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(Ok(value)) => return value.0,
+            Ok(Err(error)) => error,
+            Err(payload) => panic_error(payload),
+        };
+        self.throw(error);
+        ptr::null_mut()
+    }
+}
+
+/// The one native callback behind every [`Env::function`].
+unsafe extern "C" fn trampoline(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    let env = Env(env);
+    env.run(|| {
+        let mut argc = MAX_ARGS;
+        let mut argv = [ptr::null_mut(); MAX_ARGS];
+        let mut data = ptr::null_mut();
+        // SAFETY: Node called us with a live env and callback info; `argv` has
+        // room for `argc` handles and Node pads it with `undefined`.
+        let status = unsafe {
+            sys::napi_get_cb_info(
+                env.0,
+                info,
+                &mut argc,
+                argv.as_mut_ptr(),
+                ptr::null_mut(),
+                &mut data,
+            )
+        };
+        env.check("napi_get_cb_info", status)?;
+        // SAFETY: `data` is the `Callback` that `Env::function` registered with this trampoline.
+        let f = unsafe { std::mem::transmute::<*mut c_void, Callback>(data) };
+        f(env, &argv.map(Value))
+    })
+}

@@ -1,0 +1,164 @@
+import { Socket } from 'node:net';
+/** What a completed request was. */
+export declare enum OpType {
+    Read = 0,
+    Write = 1,
+    Accept = 2,
+    Connect = 3
+}
+/** An error carried by a result or thrown by a call; `code` names it. */
+export declare class GaioError extends Error {
+    readonly code: string;
+    readonly errno?: number;
+    constructor(code: string, message: string, errno?: number);
+}
+/** A connection owned by a watcher: accepted, connected, or delegated. */
+export declare class Conn {
+    /** @internal */ readonly state: ConnState;
+    /** @internal */ constructor(state: ConnState);
+}
+/** A listening socket owned by a watcher. */
+export declare class Listener {
+    /** @internal */ readonly state: ConnState;
+    /** The bound TCP port (0 for a Unix socket). */
+    readonly port: number;
+    /** The host it was bound to, or the Unix socket path. */
+    readonly address: string;
+    /** @internal */ constructor(state: ConnState, port: number, address: string);
+}
+/** What requests take as a connection: a Conn, or a net.Socket to delegate on first use. */
+export type ConnLike = Conn | Socket;
+export interface OpResult {
+    operation: OpType;
+    /** The context value given with the request. */
+    context: unknown;
+    /** The connection: for Accept and Connect, the new one. */
+    conn: ConnLike;
+    /** Reads: the bytes, as a view of the swap buffer or the caller's buffer. Writes: the buffer written. */
+    buffer: Uint8Array | null;
+    /** Bytes read or written (also when `error` is set, for a partial readFull or write). */
+    size: number;
+    /** The bytes are in the watcher's swap buffer: valid until the next waitIO(). */
+    isSwapBuffer: boolean;
+    error: GaioError | null;
+}
+export interface WatcherOptions {
+    /** The most bytes a read without a buffer returns (default 65536). */
+    bufferSize?: number;
+    /** Size of each of the two swap arenas reads land in (default 1 MiB, at least bufferSize). */
+    swapSize?: number;
+    /** Pin the poller thread to this CPU (Linux only). */
+    cpu?: number;
+}
+export interface ListenOptions {
+    host?: string;
+    port?: number;
+    /** A Unix socket path instead of host and port. */
+    path?: string;
+    backlog?: number;
+    reusePort?: boolean;
+}
+export interface ConnectOptions {
+    host?: string;
+    port?: number;
+    path?: string;
+}
+export type Deadline = Date | number;
+/** @internal What the watcher knows of one connection or listener. */
+interface ConnState {
+    id: number;
+    listener: boolean;
+    freed: boolean;
+    /** The user-facing object: a Conn, Listener, or delegated net.Socket. */
+    ref: WeakRef<object>;
+}
+/**
+ * One poller thread with the connections given to it. Submit requests with a
+ * context value each; `waitIO()` resolves with the completions, in batches.
+ */
+export declare class Watcher implements AsyncIterable<OpResult[]> {
+    private readonly handle;
+    private readonly bufferSize;
+    private readonly swap;
+    private readonly ids;
+    private readonly sockets;
+    private readonly requests;
+    private readonly freeRequestSlots;
+    private queue;
+    private flushScheduled;
+    private submitRecords;
+    private takeRecords;
+    /** Requests handed to the engine and not yet taken back. */
+    private inEngine;
+    /** Requests not yet delivered by waitIO(): while there are any, the process stays alive. */
+    private outstanding;
+    private local;
+    private waiter;
+    private closed;
+    private finalDelivered;
+    private readonly forgottenConns;
+    constructor(options?: WatcherOptions);
+    /** Listens on a TCP address (port 0 picks one) or a Unix socket path. */
+    listen(options: ListenOptions): Listener;
+    /** Accepts one connection on `listener`; completes as OpType.Accept with the new Conn. */
+    accept(context: unknown, listener: Listener): void;
+    /** Connects to a TCP address or Unix socket path; completes as OpType.Connect with the new Conn. */
+    connect(context: unknown, options: ConnectOptions): void;
+    /** Closes a connection or listener now; what was pending on it completes with ERR_CONN_CLOSED. Idempotent. */
+    free(conn: ConnLike | Listener): void;
+    /** Reads at least one byte into `buffer`, or into the swap buffer when none is given. */
+    read(context: unknown, conn: ConnLike, buffer?: ArrayBufferView | null): void;
+    /** read() that fails with ERR_DEADLINE if nothing arrives by `deadline`. */
+    readTimeout(context: unknown, conn: ConnLike, buffer: ArrayBufferView | null | undefined, deadline: Deadline): void;
+    /** Reads until `buffer` is full (or end of stream, error, or the deadline). */
+    readFull(context: unknown, conn: ConnLike, buffer: ArrayBufferView, deadline?: Deadline): void;
+    /** Writes every byte of `buffer`. The bytes are copied when the request is flushed (same tick). */
+    write(context: unknown, conn: ConnLike, buffer: ArrayBufferView): void;
+    /** write() that fails with ERR_DEADLINE if not every byte is written by `deadline`. */
+    writeTimeout(context: unknown, conn: ConnLike, buffer: ArrayBufferView, deadline: Deadline): void;
+    /**
+     * Resolves with the next non-empty batch of results. Swap-buffer views in
+     * the previous batch are released when this is called. After close(), the
+     * first call resolves with what close() cancelled, if anything; later calls
+     * reject with ERR_WATCHER_CLOSED.
+     */
+    waitIO(): Promise<OpResult[]>;
+    [Symbol.asyncIterator](): AsyncIterator<OpResult[]>;
+    /**
+     * Closes every connection and stops the poller. Requests still pending
+     * complete with ERR_WATCHER_CLOSED: a waitIO() in progress resolves with
+     * them, or else the next call does. Idempotent.
+     */
+    close(): void;
+    private checkOpen;
+    private newState;
+    /** Ties a state to its user-facing object; a forgotten object frees the connection. */
+    private track;
+    private release;
+    /** The state of a connection argument; a net.Socket is delegated on first use. */
+    private stateOf;
+    private delegate;
+    private submitRead;
+    private submitWrite;
+    private enqueueOn;
+    private enqueueConnect;
+    private enqueue;
+    private push;
+    private newRequest;
+    private queueFree;
+    /** Counts requests not yet delivered; the first keeps the process alive, the last lets it go. */
+    private retain;
+    private scheduleFlush;
+    /** Hands every queued request to the engine in one call. */
+    private flush;
+    private finish;
+    private onReady;
+    private settleWaiter;
+    private takeLocal;
+    private deliverLocal;
+    /** Takes the engine's completions and any local results, as result objects. */
+    private collect;
+    private complete;
+    private resultOf;
+}
+export {};

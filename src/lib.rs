@@ -1,0 +1,286 @@
+//! The addon: glue between the engine (crates/engine) and the TypeScript
+//! facade (index.ts), over the project's own Node-API layer (crates/node-api).
+//!
+//! Every function here runs on the JS thread. The one thing the poller thread
+//! touches is the threadsafe function that tells JS a batch is waiting. What
+//! crosses is flat: submissions arrive as an Int32Array of records plus an
+//! array of the write buffers and connect addresses they point at;
+//! completions leave as an Int32Array of records the facade turns into result
+//! objects. The record layouts are mirrored in index.ts.
+
+use std::cell::RefCell;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gaio_engine::{Address, Completion, Data, Error as EngineError, Options, Submission, Watcher};
+use node_api::{Env, Error, Result, ThreadsafeFunction, TypeTag, TypedArrayKind, Value};
+
+/// Submission record: [kind, req, conn, arg, extra, deadline ms or -1].
+const SUBMIT_FIELDS: usize = 6;
+/// Completion record: [req, size, error, where, offset].
+const TAKE_FIELDS: usize = 5;
+/// `where` values besides the swap arena index.
+const WHERE_NONE: i32 = -1;
+const WHERE_OWNED: i32 = 2;
+
+const KIND_READ: i32 = 0;
+const KIND_READ_FULL: i32 = 1;
+const KIND_WRITE: i32 = 2;
+const KIND_ACCEPT: i32 = 3;
+const KIND_CONNECT: i32 = 4;
+const KIND_FREE: i32 = 5;
+
+const WATCHER_TAG: TypeTag = TypeTag { lower: 0x6761_696f_5f77_6174, upper: 0x6368_6572_5f76_3031 };
+
+/// What a JS Watcher holds on the native side.
+struct Handle {
+    /// Declared first so it drops first: the poller stops before the
+    /// threadsafe function it calls goes away.
+    watcher: RefCell<Watcher>,
+    /// Shared with the poller's notify callback; None once released.
+    ready: Arc<Mutex<Option<ThreadsafeFunction>>>,
+    /// Bytes of the read-full completions of the latest take, by index.
+    owned: RefCell<Vec<Vec<u8>>>,
+}
+
+fn handle<'v>(env: Env, value: &'v Value) -> Result<&'v Handle> {
+    env.unwrap(value, &WATCHER_TAG, "watcher handle")
+}
+
+fn with_ready<T>(handle: &Handle, f: impl FnOnce(&mut Option<ThreadsafeFunction>) -> T) -> T {
+    f(&mut handle.ready.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// createWatcher(onReady, bufferSize, swapSize, cpu) -> handle
+fn create_watcher(env: Env, args: &[Value]) -> Result<Value> {
+    let tsfn = env.threadsafe_function(args[0], "gaio.onReady")?;
+    // Nothing outstanding yet: a new watcher must not hold the process open.
+    tsfn.set_ref(env, false)?;
+    let options = Options {
+        swap_read_size: env.to_u32(args[1], "bufferSize")? as usize,
+        arena_size: env.to_u32(args[2], "swapSize")? as usize,
+        cpu: usize::try_from(env.to_i32(args[3], "cpu")?).ok(),
+    };
+    let ready = Arc::new(Mutex::new(Some(tsfn)));
+    let notify_ready = ready.clone();
+    let notify = move || {
+        if let Some(tsfn) = notify_ready.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            tsfn.call();
+        }
+    };
+    let watcher = Watcher::new(options, notify).map_err(os_error)?;
+    env.wrap(Handle { watcher: RefCell::new(watcher), ready, owned: RefCell::default() }, &WATCHER_TAG)
+}
+
+/// swapBuffers(handle) -> [ArrayBuffer, ArrayBuffer] over the engine's swap arenas.
+fn swap_buffers(env: Env, args: &[Value]) -> Result<Value> {
+    let handle = handle(env, &args[0])?;
+    let watcher = handle.watcher.borrow();
+    let list = env.array(2)?;
+    for (i, arena) in watcher.arenas().iter().enumerate() {
+        // SAFETY: the Arc handed over keeps the memory alive as long as the
+        // ArrayBuffer; JS reads only regions the engine has published and
+        // does not refill before the next take (see crates/engine/src/arena.rs).
+        let buffer = unsafe { env.external_arraybuffer(arena.as_ptr(), arena.len(), Box::new(arena.clone()))? };
+        env.set_element(list, i as u32, buffer)?;
+    }
+    Ok(list)
+}
+
+fn int32_records(env: Env, value: Value, what: &str) -> Result<node_api::TypedArray> {
+    let records = env.typed_array(value, what)?;
+    if records.kind() != TypedArrayKind::Int32 {
+        return Err(Error::Type(format!("{what} must be an Int32Array")));
+    }
+    Ok(records)
+}
+
+fn field(bytes: &[u8], index: usize) -> i32 {
+    i32::from_ne_bytes(bytes[4 * index..4 * index + 4].try_into().expect("four bytes"))
+}
+
+/// submit(handle, records, count, extras): one crossing for a batch of requests.
+fn submit(env: Env, args: &[Value]) -> Result<Value> {
+    let handle = handle(env, &args[0])?;
+    let records = int32_records(env, args[1], "records")?;
+    let count = env.to_u32(args[2], "count")? as usize;
+    if count * SUBMIT_FIELDS > records.element_len() {
+        return Err(Error::Range("count exceeds the records".into()));
+    }
+    let extras = args[3];
+    let bytes = records.bytes();
+    let now = Instant::now();
+    let mut batch = Vec::with_capacity(count);
+    for i in 0..count {
+        let at = i * SUBMIT_FIELDS;
+        let [kind, req, conn, arg, extra, deadline] = std::array::from_fn(|f| field(bytes, at + f));
+        let (req, conn) = (req as u32, conn as u32);
+        let deadline = u64::try_from(deadline).ok().map(|ms| now + Duration::from_millis(ms));
+        let len = || usize::try_from(arg).map_err(|_| Error::Range("length must not be negative".into()));
+        batch.push(match kind {
+            KIND_READ | KIND_READ_FULL => Submission::Read { req, conn, len: len()?, full: kind == KIND_READ_FULL, deadline },
+            KIND_WRITE => {
+                let data = env.typed_array(env.element(extras, extra as u32)?, "write buffer")?.bytes().to_vec();
+                Submission::Write { req, conn, data, deadline }
+            }
+            KIND_ACCEPT => Submission::Accept { req, listener: arg as u32, conn },
+            KIND_CONNECT => {
+                let target = env.to_string(env.element(extras, extra as u32)?, "address")?;
+                Submission::Connect { req, conn, addr: parse_address(&target, arg)? }
+            }
+            KIND_FREE => Submission::Free { conn },
+            _ => return Err(Error::Range(format!("unknown submission kind {kind}"))),
+        });
+    }
+    handle.watcher.borrow().submit(batch);
+    env.undefined()
+}
+
+/// "unix:<path>" or an IP address with `port`.
+fn parse_address(target: &str, port: i32) -> Result<Address> {
+    if let Some(path) = target.strip_prefix("unix:") {
+        return Ok(Address::Unix(path.into()));
+    }
+    let ip: IpAddr = target.parse().map_err(|_| Error::Type(format!("{target} is not an IP address")))?;
+    let port = u16::try_from(port).map_err(|_| Error::Range("port must be from 0 to 65535".into()))?;
+    Ok(Address::Inet(SocketAddr::new(ip, port)))
+}
+
+fn error_code(error: EngineError) -> i32 {
+    match error {
+        EngineError::Eof => -1,
+        EngineError::Deadline => -2,
+        EngineError::ConnClosed => -3,
+        EngineError::WatcherClosed => -4,
+        EngineError::WrongKind => -5,
+        EngineError::EmptyBuffer => -6,
+        EngineError::Os(errno) => errno,
+    }
+}
+
+/// take(handle, records) -> count: the completions since the last take, as records.
+fn take(env: Env, args: &[Value]) -> Result<Value> {
+    let handle = handle(env, &args[0])?;
+    let mut records = int32_records(env, args[1], "records")?;
+    if let Some(failure) = handle.watcher.borrow().failure() {
+        return Err(Error::Code { code: "ERR_INTERNAL_PANIC".into(), message: format!("gaio poller failed: {failure}") });
+    }
+    let capacity = records.element_len() / TAKE_FIELDS;
+    let mut watcher = handle.watcher.borrow_mut();
+    let batch = watcher
+        .take_up_to(capacity)
+        .map_err(|needed| Error::Range(format!("records hold {capacity} completions, {needed} are waiting")))?;
+    let mut owned = handle.owned.borrow_mut();
+    owned.clear();
+    let out = records.bytes_mut();
+    let count = batch.completions.len();
+    for (i, completion) in batch.completions.into_iter().enumerate() {
+        let Completion { req, size, error, data } = completion;
+        let (place, offset) = match data {
+            Data::None => (WHERE_NONE, 0),
+            Data::Swap { arena, offset } => (arena as i32, offset as i32),
+            Data::Owned(bytes) => {
+                owned.push(bytes);
+                (WHERE_OWNED, owned.len() as i32 - 1)
+            }
+        };
+        let record = [req as i32, size as i32, error.map_or(0, error_code), place, offset];
+        for (f, value) in record.into_iter().enumerate() {
+            let at = 4 * (i * TAKE_FIELDS + f);
+            out[at..at + 4].copy_from_slice(&value.to_ne_bytes());
+        }
+    }
+    env.uint32(count as u32)
+}
+
+/// copyOwned(handle, index, target): the bytes of a read-full completion into the caller's buffer.
+fn copy_owned(env: Env, args: &[Value]) -> Result<Value> {
+    let handle = handle(env, &args[0])?;
+    let index = env.to_u32(args[1], "index")? as usize;
+    let mut target = env.typed_array(args[2], "target")?;
+    let owned = handle.owned.borrow();
+    let bytes = owned.get(index).ok_or_else(|| Error::Range("no such completion bytes".into()))?;
+    let target = target.bytes_mut();
+    let n = bytes.len().min(target.len());
+    target[..n].copy_from_slice(&bytes[..n]);
+    env.undefined()
+}
+
+/// keepAlive(handle, on): whether pending requests hold the process open.
+fn keep_alive(env: Env, args: &[Value]) -> Result<Value> {
+    let handle = handle(env, &args[0])?;
+    let on = env.to_bool(args[1], "on")?;
+    with_ready(handle, |ready| ready.as_ref().map_or(Ok(()), |tsfn| tsfn.set_ref(env, on)))?;
+    env.undefined()
+}
+
+/// close(handle): stops the poller; its last completions stay for one more take.
+fn close(env: Env, args: &[Value]) -> Result<Value> {
+    let handle = handle(env, &args[0])?;
+    handle.watcher.borrow_mut().close();
+    // Releasing lets the event loop forget the function once queued calls ran.
+    with_ready(handle, Option::take);
+    env.undefined()
+}
+
+/// listen(handle, conn, host, port, path, backlog, reusePort) -> port, or -errno.
+fn listen(env: Env, args: &[Value]) -> Result<Value> {
+    let handle = handle(env, &args[0])?;
+    let conn = env.to_i32(args[1], "conn")? as u32;
+    let host = env.to_string(args[2], "host")?;
+    let port = env.to_i32(args[3], "port")?;
+    let path = env.to_string(args[4], "path")?;
+    let backlog = env.to_u32(args[5], "backlog")?;
+    let reuse_port = env.to_bool(args[6], "reusePort")?;
+    let address = if path.is_empty() { parse_address(&host, port)? } else { Address::Unix(path.into()) };
+    let bound = gaio_engine::listen(&address, backlog, reuse_port)
+        .and_then(|fd| gaio_engine::local_port(fd.as_fd()).map(|port| (fd, port)));
+    match bound {
+        Ok((fd, port)) => {
+            handle.watcher.borrow().submit([Submission::AdoptListener { conn, fd }]);
+            env.int32(i32::from(port))
+        }
+        Err(e) => env.int32(-e.raw_os_error().unwrap_or(libc::EINVAL)),
+    }
+}
+
+/// adopt(handle, conn, fd) -> 0 or -errno: takes a duplicate of a connected socket.
+fn adopt(env: Env, args: &[Value]) -> Result<Value> {
+    let handle = handle(env, &args[0])?;
+    let conn = env.to_i32(args[1], "conn")? as u32;
+    let fd = env.to_i32(args[2], "fd")?;
+    match gaio_engine::dup(fd) {
+        Ok(fd) => {
+            handle.watcher.borrow().submit([Submission::AdoptStream { conn, fd }]);
+            env.int32(0)
+        }
+        Err(e) => env.int32(-e.raw_os_error().unwrap_or(libc::EINVAL)),
+    }
+}
+
+fn os_error(e: std::io::Error) -> Error {
+    Error::Code { code: "ERR_WATCHER_START".into(), message: format!("cannot start the watcher: {e}") }
+}
+
+fn init(env: Env, exports: Value) -> Result<Value> {
+    let functions: [(&str, node_api::Callback); 10] = [
+        ("createWatcher", create_watcher),
+        ("swapBuffers", swap_buffers),
+        ("submit", submit),
+        ("take", take),
+        ("copyOwned", copy_owned),
+        ("keepAlive", keep_alive),
+        ("close", close),
+        ("listen", listen),
+        ("adopt", adopt),
+        ("_panic", |_, _| panic!("deliberate panic for the boundary test")),
+    ];
+    for (name, f) in functions {
+        env.set_named(exports, name, env.function(name, f)?)?;
+    }
+    Ok(exports)
+}
+
+node_api::register_module!(init);
