@@ -69,8 +69,6 @@ interface ConnState {
     id: number;
     listener: boolean;
     freed: boolean;
-    /** The user-facing object: a Conn, Listener, or delegated net.Socket. */
-    ref: WeakRef<object>;
 }
 /**
  * One poller thread with the connections given to it. Submit requests with a
@@ -82,6 +80,8 @@ export declare class Watcher implements AsyncIterable<OpResult[]> {
     private readonly swap;
     private readonly ids;
     private readonly sockets;
+    /** Every state this watcher made: ids are per watcher, so another watcher's Conn would name one of ours. */
+    private readonly states;
     private readonly requests;
     private readonly freeRequestSlots;
     private queue;
@@ -132,6 +132,7 @@ export declare class Watcher implements AsyncIterable<OpResult[]> {
     close(): void;
     private checkOpen;
     private newState;
+    private own;
     /** Ties a state to its user-facing object; a forgotten object frees the connection. */
     private track;
     private release;

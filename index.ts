@@ -224,8 +224,6 @@ interface ConnState {
   id: number
   listener: boolean
   freed: boolean
-  /** The user-facing object: a Conn, Listener, or delegated net.Socket. */
-  ref: WeakRef<object>
 }
 
 interface Request {
@@ -260,6 +258,8 @@ export class Watcher implements AsyncIterable<OpResult[]> {
   private readonly swap: Uint8Array[]
   private readonly ids = new ConnIds()
   private readonly sockets = new WeakMap<Socket, ConnState>()
+  /** Every state this watcher made: ids are per watcher, so another watcher's Conn would name one of ours. */
+  private readonly states = new WeakSet<ConnState>()
   private readonly requests: (Request | undefined)[] = []
   private readonly freeRequestSlots: number[] = []
   private queue: number[] = []
@@ -327,6 +327,7 @@ export class Watcher implements AsyncIterable<OpResult[]> {
   /** Accepts one connection on `listener`; completes as OpType.Accept with the new Conn. */
   accept(context: unknown, listener: Listener): void {
     if (!(listener instanceof Listener)) throw new TypeError('listener must be a Listener')
+    this.own(listener.state)
     this.enqueue(Kind.Accept, context, listener as unknown as ConnLike, listener.state, null, null, 0, NO_DEADLINE)
   }
 
@@ -357,7 +358,7 @@ export class Watcher implements AsyncIterable<OpResult[]> {
 
   /** Closes a connection or listener now; what was pending on it completes with ERR_CONN_CLOSED. Idempotent. */
   free(conn: ConnLike | Listener): void {
-    const state = conn instanceof Listener ? conn.state : this.stateOf(conn as ConnLike, false)
+    const state = conn instanceof Listener ? this.own(conn.state) : this.stateOf(conn as ConnLike, false)
     if (state === undefined || state.freed || this.closed) return
     this.queueFree(state)
     this.flush()
@@ -407,9 +408,13 @@ export class Watcher implements AsyncIterable<OpResult[]> {
       if (final.length) return Promise.resolve(final)
       return Promise.reject(new GaioError('ERR_WATCHER_CLOSED', 'the watcher is closed'))
     }
-    this.flush()
-    const results = this.collect()
-    if (results.length) return Promise.resolve(results)
+    try {
+      this.flush()
+      const results = this.collect()
+      if (results.length) return Promise.resolve(results)
+    } catch (e) {
+      return Promise.reject(e)
+    }
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject }
       waiting.add(this)
@@ -440,8 +445,8 @@ export class Watcher implements AsyncIterable<OpResult[]> {
     this.closed = true
     native.close(this.handle)
     closeForgottenWatcher.unregister(this)
-    this.local.push(...this.collect())
-    if (this.outstanding > 0 || this.inEngine > 0) native.keepAlive(this.handle, false)
+    // collect() takes this.local itself (and replaces it): keep what it returns.
+    this.local = this.collect()
     this.outstanding = 0
     this.settleWaiter()
   }
@@ -453,12 +458,18 @@ export class Watcher implements AsyncIterable<OpResult[]> {
   }
 
   private newState(listener: boolean): ConnState {
-    return { id: this.ids.allocate(), listener, freed: false, ref: new WeakRef(this) }
+    const state = { id: this.ids.allocate(), listener, freed: false }
+    this.states.add(state)
+    return state
+  }
+
+  private own(state: ConnState): ConnState {
+    if (!this.states.has(state)) throw new TypeError('the connection belongs to another watcher')
+    return state
   }
 
   /** Ties a state to its user-facing object; a forgotten object frees the connection. */
   private track(state: ConnState, owner: object): void {
-    state.ref = new WeakRef(owner)
     this.forgottenConns.register(owner, state.id, state)
   }
 
@@ -471,7 +482,8 @@ export class Watcher implements AsyncIterable<OpResult[]> {
 
   /** The state of a connection argument; a net.Socket is delegated on first use. */
   private stateOf(conn: ConnLike, delegate: boolean): ConnState | undefined {
-    if (conn instanceof Conn) return conn.state
+    if (conn instanceof Conn) return this.own(conn.state)
+    if ((conn as unknown) instanceof Listener) throw new TypeError('reads and writes need a connection, not a listener')
     if (!(conn instanceof Socket)) throw new TypeError('conn must be a Conn or a net.Socket')
     const known = this.sockets.get(conn)
     if (known || !delegate) return known
@@ -484,6 +496,10 @@ export class Watcher implements AsyncIterable<OpResult[]> {
     if (typeof fd !== 'number' || fd < 0) throw new TypeError('the net.Socket is not connected (no file descriptor)')
     if (socket.readableLength > 0) {
       throw new GaioError('ERR_SOCKET_HAS_DATA', 'the net.Socket has already read data: delegate it before reading (for example in its connect callback, or with pauseOnConnect)')
+    }
+    // Destroying Node's copy would drop what it has not written yet.
+    if (socket.writableLength > 0) {
+      throw new GaioError('ERR_SOCKET_HAS_DATA', 'the net.Socket still has bytes queued for writing: delegate it once they are written (its write callback, or the drain event)')
     }
     this.flush()
     const state = this.newState(false)
@@ -627,13 +643,24 @@ export class Watcher implements AsyncIterable<OpResult[]> {
 
   private onReady(): void {
     if (!this.waiter || this.closed) return
-    const results = this.collect()
+    let results: OpResult[]
+    try {
+      results = this.collect()
+    } catch (e) {
+      // Only an engine failure gets here; the waiter hears of it.
+      const waiter = this.waiter
+      this.waiter = null
+      waiting.delete(this)
+      return waiter.reject(e as Error)
+    }
     if (results.length) this.settleWaiter(results)
   }
 
-  private settleWaiter(results: OpResult[] = this.takeLocal()): void {
+  private settleWaiter(given?: OpResult[]): void {
     const waiter = this.waiter
     if (!waiter) return
+    // Taken only when someone waits: close() keeps them for the next waitIO() otherwise.
+    const results = given ?? this.takeLocal()
     this.waiter = null
     waiting.delete(this)
     if (this.closed) {

@@ -1,0 +1,269 @@
+// Shared test helpers. Other spec files may add to this file: append only.
+import { connect as netConnect, createServer, type Server, type Socket } from 'node:net'
+import { Watcher, Listener, Conn, OpType, GaioError, type OpResult } from '../index'
+
+/** Rejects if `promise` does not settle within `ms`. */
+export function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+export interface EchoOptions {
+  /** Accept requests kept pending at once (default 64). */
+  accepts?: number
+  /** Read into a buffer of this size per connection instead of the swap buffer. */
+  readBuffer?: number
+}
+
+export interface EchoStats {
+  accepted: number
+  /** Bytes echoed. */
+  bytes: number
+  /** Connections freed after EOF or an error. */
+  freed: number
+}
+
+/**
+ * A ping-pong echo server on `w` (which it drives: nothing else may call
+ * w.waitIO()): accepts on `ln`, reads, writes back what it read, reads again.
+ * Connections that fail or reach end of stream are freed. Resolves when the
+ * watcher is closed; `stats` counts as it goes.
+ */
+export function echoServer(w: Watcher, ln: Listener, options: EchoOptions = {}, stats: EchoStats = { accepted: 0, bytes: 0, freed: 0 }): Promise<EchoStats> {
+  const accepts = options.accepts ?? 64
+  const buffers = new Map<Conn, Uint8Array>()
+  const startRead = (conn: Conn) => {
+    if (options.readBuffer === undefined) return w.read(null, conn)
+    let buf = buffers.get(conn)
+    if (!buf) buffers.set(conn, (buf = Buffer.alloc(options.readBuffer)))
+    w.read(null, conn, buf)
+  }
+  const drop = (conn: Conn) => {
+    buffers.delete(conn)
+    w.free(conn)
+    stats.freed++
+  }
+  let accepting = true
+  for (let i = 0; i < accepts; i++) w.accept(null, ln)
+  return (async () => {
+    for (;;) {
+      let results: OpResult[]
+      try {
+        results = await w.waitIO()
+      } catch (e) {
+        if (e instanceof GaioError && e.code === 'ERR_WATCHER_CLOSED') return stats
+        throw e
+      }
+      try {
+        handle(results)
+      } catch (e) {
+        // Results that completed as the watcher closed: nothing more can be submitted.
+        if (e instanceof GaioError && e.code === 'ERR_WATCHER_CLOSED') return stats
+        throw e
+      }
+    }
+  })()
+
+  function handle(results: OpResult[]) {
+    for (const res of results) {
+      const conn = res.conn as Conn
+      if (res.error?.code === 'ERR_WATCHER_CLOSED') continue
+      switch (res.operation) {
+        case OpType.Accept:
+          if (res.error) {
+            // The listener was freed: stop accepting. Anything else (EMFILE): try again.
+            if (res.error.code === 'ERR_CONN_CLOSED') accepting = false
+            else if (accepting) w.accept(null, ln)
+            continue
+          }
+          stats.accepted++
+          startRead(conn)
+          if (accepting) w.accept(null, ln)
+          break
+        case OpType.Read:
+          if (res.error || res.size === 0) drop(conn)
+          // The write copies the bytes when it is flushed, before the next waitIO().
+          else w.write(null, conn, res.buffer!.subarray(0, res.size))
+          break
+        case OpType.Write:
+          if (res.error) drop(conn)
+          else {
+            stats.bytes += res.size
+            startRead(conn)
+          }
+          break
+      }
+    }
+  }
+}
+
+/** A watcher running an echo server on 127.0.0.1; `stop()` closes it and waits for the loop. */
+export function startEchoServer(watcherOptions: ConstructorParameters<typeof Watcher>[0] = {}, echo: EchoOptions = {}) {
+  const w = new Watcher(watcherOptions)
+  const ln = w.listen({ host: '127.0.0.1', port: 0 })
+  const stats: EchoStats = { accepted: 0, bytes: 0, freed: 0 }
+  const loop = echoServer(w, ln, echo, stats)
+  return {
+    watcher: w,
+    listener: ln,
+    port: ln.port,
+    stats,
+    loop,
+    async stop() {
+      w.close()
+      await loop
+    },
+  }
+}
+
+/**
+ * Calls `onResult` for each result of each batch until it returns true (the
+ * rest of that batch is left unhandled) or `ms` pass. Swap-buffer views are
+ * valid inside `onResult` only.
+ */
+export async function drive(w: Watcher, onResult: (res: OpResult) => boolean | void, ms = 10_000, what = 'drive'): Promise<void> {
+  const until = Date.now() + ms
+  for (;;) {
+    const left = until - Date.now()
+    if (left <= 0) throw new Error(`${what}: not done within ${ms} ms`)
+    const results = await within(left, what, w.waitIO())
+    for (const res of results) if (onResult(res) === true) return
+  }
+}
+
+/**
+ * Collects results until `predicate` holds for all collected so far, or `ms`
+ * pass. Swap-buffer views in earlier batches are stale by the time this
+ * returns: copy bytes inside the predicate if they matter.
+ */
+export async function collectUntil(w: Watcher, predicate: (results: OpResult[]) => boolean, ms = 10_000, what = 'collectUntil'): Promise<OpResult[]> {
+  const collected: OpResult[] = []
+  const until = Date.now() + ms
+  while (!predicate(collected)) {
+    const left = until - Date.now()
+    if (left <= 0) throw new Error(`${what}: condition not met within ${ms} ms (${collected.length} results)`)
+    collected.push(...(await within(left, what, w.waitIO())))
+  }
+  return collected
+}
+
+/** A connected node:net client. */
+export function netClient(port: number, host = '127.0.0.1'): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(port, host, () => {
+      socket.off('error', reject)
+      resolve(socket)
+    })
+    socket.once('error', reject)
+  })
+}
+
+/** Collects exactly `n` bytes from a node:net socket (rejects at EOF before that). */
+export function receiveBytes(socket: Socket, n: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let got = 0
+    const cleanup = () => {
+      socket.off('data', onData)
+      socket.off('end', onEnd)
+      socket.off('error', reject)
+    }
+    const onData = (d: Buffer) => {
+      chunks.push(d)
+      got += d.length
+      if (got >= n) {
+        cleanup()
+        resolve(Buffer.concat(chunks))
+      }
+    }
+    const onEnd = () => {
+      cleanup()
+      reject(new Error(`EOF after ${got} of ${n} bytes`))
+    }
+    socket.on('data', onData)
+    socket.once('end', onEnd)
+    socket.once('error', reject)
+  })
+}
+
+/** Resolves with the bytes a node:net socket receives until the peer ends the stream. */
+export function receiveUntilEnd(socket: Socket): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    socket.on('data', (d: Buffer) => chunks.push(d))
+    socket.once('end', () => resolve(Buffer.concat(chunks)))
+    socket.once('error', reject)
+  })
+}
+
+/** A node:net server on 127.0.0.1 that calls `onConnection` (default: hold the socket, paused, never reading). */
+export async function netServer(onConnection?: (socket: Socket) => void): Promise<{ server: Server; port: number; sockets: Socket[]; close(): Promise<void> }> {
+  const sockets: Socket[] = []
+  const server = createServer({ pauseOnConnect: onConnection === undefined }, (socket) => {
+    sockets.push(socket)
+    socket.on('error', () => {})
+    onConnection?.(socket)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as { port: number }).port
+  return {
+    server,
+    port,
+    sockets,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => resolve())
+      }),
+  }
+}
+
+/** A connected pair of gaio connections on one watcher, both ends in this process. */
+export async function gaioPair(w: Watcher, ms = 5000): Promise<{ listener: Listener; client: Conn; server: Conn }> {
+  const listener = w.listen({ host: '127.0.0.1', port: 0 })
+  const acceptContext = {}
+  const connectContext = {}
+  w.accept(acceptContext, listener)
+  w.connect(connectContext, { host: '127.0.0.1', port: listener.port })
+  let client: Conn | undefined
+  let server: Conn | undefined
+  await drive(
+    w,
+    (res) => {
+      if (res.error) throw res.error
+      if (res.context === acceptContext) server = res.conn as Conn
+      if (res.context === connectContext) client = res.conn as Conn
+      return client !== undefined && server !== undefined
+    },
+    ms,
+    'gaioPair',
+  )
+  return { listener, client: client!, server: server! }
+}
+
+/** Deterministic bytes for connection `seed`: distinct per connection, cheap to check. */
+export function pattern(seed: number, size: number): Buffer {
+  const buf = Buffer.allocUnsafe(size)
+  let x = (seed * 2654435761 + 12345) >>> 0
+  for (let i = 0; i < size; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0
+    buf[i] = x >>> 24
+  }
+  return buf
+}
+
+/** Runs globalThis.gc() several times with turns of the event loop in between. */
+export async function collectGarbage(rounds = 5): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (!gc) throw new Error('run node with --expose-gc')
+  for (let i = 0; i < rounds; i++) {
+    gc()
+    await new Promise((resolve) => setImmediate(resolve))
+    await sleep(10)
+  }
+}
