@@ -338,7 +338,7 @@ export class Watcher implements AsyncIterable<OpResult[]> {
       if (typeof options.path !== 'string' || options.path === '') throw new TypeError('path must be a non-empty string')
       return this.enqueueConnect(context, `unix:${options.path}`, -1)
     }
-    const host = options.host ?? '127.0.0.1'
+    const host = options.host === undefined || options.host === 'localhost' ? '127.0.0.1' : options.host
     if (typeof host !== 'string') throw new TypeError('host must be a string')
     const port = integerIn(options.port, 1, 65535, 'port')
     if (isIP(host)) return this.enqueueConnect(context, host, port)

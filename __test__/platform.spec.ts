@@ -129,6 +129,20 @@ test('Unix domain sockets: listen({ path }) and connect({ path }) with an echo',
   t.is(failed.error?.code, 'ENOENT')
   server.close()
   await loop
+  await within(3000, 'socket file removed', (async () => { while (existsSync(path)) await sleep(10) })())
+})
+
+test('a freed Unix listener removes its socket file, so the path can be listened on again', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gaio-unix-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'again.sock')
+  const w = new Watcher()
+  t.teardown(() => w.close())
+  w.free(w.listen({ path }))
+  await within(3000, 'socket file removed', (async () => { while (existsSync(path)) await sleep(10) })())
+  const again = w.listen({ path })
+  t.true(existsSync(path))
+  t.is(again.address, path)
 })
 
 test('four watchers side by side: connections delegated round-robin, each watcher echoing its own', async (t) => {

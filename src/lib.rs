@@ -234,12 +234,13 @@ fn listen(env: Env, args: &[Value]) -> Result<Value> {
     let path = env.to_string(args[4], "path")?;
     let backlog = env.to_u32(args[5], "backlog")?;
     let reuse_port = env.to_bool(args[6], "reusePort")?;
-    let address = if path.is_empty() { parse_address(&host, port)? } else { Address::Unix(path.into()) };
+    let address = if path.is_empty() { parse_address(&host, port)? } else { Address::Unix(path.clone().into()) };
     let bound = gaio_engine::listen(&address, backlog, reuse_port)
         .and_then(|fd| gaio_engine::local_port(fd.as_fd()).map(|port| (fd, port)));
     match bound {
         Ok((fd, port)) => {
-            handle.watcher.borrow().submit([Submission::AdoptListener { conn, fd }]);
+            let path = (!path.is_empty()).then(|| path.into());
+            handle.watcher.borrow().submit([Submission::AdoptListener { conn, fd, path }]);
             env.int32(i32::from(port))
         }
         Err(e) => env.int32(-e.raw_os_error().unwrap_or(libc::EINVAL)),

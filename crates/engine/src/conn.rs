@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 
 use crate::arena::SwapArenas;
 use crate::op::{Completion, ConnId, Data, Error, ReqId};
@@ -56,6 +57,8 @@ pub(crate) struct Conn {
     reads: VecDeque<ReadRequest>,
     writes: VecDeque<WriteRequest>,
     pub accepts: VecDeque<AcceptRequest>,
+    /// A Unix listener's socket file, removed when the listener closes (as Node and Go do).
+    pub socket_path: Option<PathBuf>,
 }
 
 /// What pumping reads ended with.
@@ -81,6 +84,7 @@ impl Conn {
             reads: VecDeque::new(),
             writes: VecDeque::new(),
             accepts: VecDeque::new(),
+            socket_path: None,
         }
     }
 
@@ -215,6 +219,14 @@ impl Conn {
             }
         }
         ReadProgress::Idle
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(path) = self.socket_path.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

@@ -43,8 +43,8 @@ pub enum Submission {
     Connect { req: ReqId, conn: ConnId, addr: Address },
     /// Take over a connected stream socket.
     AdoptStream { conn: ConnId, fd: OwnedFd },
-    /// Take over a listening socket.
-    AdoptListener { conn: ConnId, fd: OwnedFd },
+    /// Take over a listening socket; a Unix socket's `path` is removed when it closes.
+    AdoptListener { conn: ConnId, fd: OwnedFd, path: Option<PathBuf> },
     /// Close a connection or listener now; what was pending on it completes
     /// with [`Error::ConnClosed`].
     Free { conn: ConnId },

@@ -197,8 +197,11 @@ impl Poller {
                 // every later request on it completes with ConnClosed.
                 let _ = sys::prepare_stream(fd.as_fd()).and_then(|()| self.insert(conn, fd, Kind::Stream));
             }
-            Submission::AdoptListener { conn, fd } => {
+            Submission::AdoptListener { conn, fd, path } => {
                 let _ = self.insert(conn, fd, Kind::Listener);
+                if let Some(listener) = self.conn_mut(conn) {
+                    listener.socket_path = path;
+                }
             }
             Submission::Free { conn } => self.free(conn, Error::ConnClosed),
         }

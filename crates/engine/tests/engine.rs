@@ -77,7 +77,7 @@ impl Harness {
     fn listen(&self, id: ConnId) -> SocketAddr {
         let fd = gaio_engine::listen(&Address::Inet("127.0.0.1:0".parse().unwrap()), 128, false).unwrap();
         let port = gaio_engine::local_port(std::os::fd::AsFd::as_fd(&fd)).unwrap();
-        self.submit(Submission::AdoptListener { conn: id, fd });
+        self.submit(Submission::AdoptListener { conn: id, fd, path: None });
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
