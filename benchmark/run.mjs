@@ -12,6 +12,10 @@ const { Watcher, OpType } = require('../index.js')
 const full = process.argv.includes('--full')
 const RUNS = full ? 7 : 3
 const MESSAGE = 1024
+// Both systems open connections the same way: at most this many connects in
+// flight, the next one started as one completes. (All at once overflows any
+// listen backlog and measures the kernel's one-second SYN retransmit.)
+const CONNECTING = 1024
 
 /** gaio: a listener, `conns` connects, each writes MESSAGE bytes and reads them back. */
 async function gaioEcho(conns, size) {
@@ -20,7 +24,8 @@ async function gaioEcho(conns, size) {
   const payload = Buffer.alloc(size, 7)
   const start = process.hrtime.bigint()
   for (let i = 0; i < Math.min(conns, 512); i++) w.accept('server', ln)
-  for (let i = 0; i < conns; i++) w.connect({ got: 0 }, { host: '127.0.0.1', port: ln.port })
+  let started = Math.min(conns, CONNECTING)
+  for (let i = 0; i < started; i++) w.connect({ got: 0 }, { host: '127.0.0.1', port: ln.port })
   let accepted = 0
   let finished = 0
   while (finished < conns) {
@@ -36,6 +41,7 @@ async function gaioEcho(conns, size) {
           w.read('server', r.conn)
           break
         case OpType.Connect:
+          if (started < conns && ++started) w.connect({ got: 0 }, { host: '127.0.0.1', port: ln.port })
           w.write(r.context, r.conn, payload)
           w.read(r.context, r.conn)
           break
@@ -67,14 +73,20 @@ function netEcho(conns, size) {
       s.on('data', (d) => s.write(d))
       s.on('error', () => {})
     })
-    server.listen(0, '127.0.0.1', () => {
+    // The same backlog the watcher's listen uses, so neither loses SYNs the other keeps.
+    server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () => {
       const { port } = server.address()
       const payload = Buffer.alloc(size, 7)
       const start = process.hrtime.bigint()
       let finished = 0
-      for (let i = 0; i < conns; i++) {
+      let started = 0
+      const open = () => {
+        started++
         let got = 0
-        const c = net.connect(port, '127.0.0.1', () => c.write(payload))
+        const c = net.connect(port, '127.0.0.1', () => {
+          if (started < conns) open()
+          c.write(payload)
+        })
         sockets.push(c)
         c.on('error', reject)
         c.on('data', (d) => {
@@ -87,6 +99,7 @@ function netEcho(conns, size) {
           }
         })
       }
+      for (let i = 0; i < Math.min(conns, CONNECTING); i++) open()
     })
   })
 }

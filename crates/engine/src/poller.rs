@@ -7,7 +7,9 @@
 //! Sockets are registered once for both directions, edge-triggered, and never
 //! re-armed.
 
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -23,6 +25,13 @@ use crate::op::{slot_of, Completion, ConnId, Error, Submission};
 use crate::sys;
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
+
+/// Connects started per turn. On loopback a connect completes the handshake
+/// inside the call, so thousands in one turn would fill the listener's backlog
+/// before this same thread accepts any, and the kernel drops the rest of the
+/// SYNs for a one-second retransmit. Spreading them over turns lets accepts
+/// keep up.
+const CONNECTS_PER_TURN: usize = 128;
 
 /// What the poller and the consumer share.
 pub(crate) struct Shared {
@@ -69,6 +78,8 @@ pub(crate) struct Poller {
     swap_max: usize,
     done: Vec<Completion>,
     incoming: Vec<Submission>,
+    /// Connect requests waiting for their turn.
+    connects: VecDeque<Submission>,
 }
 
 impl Poller {
@@ -86,6 +97,7 @@ impl Poller {
             swap_max,
             done: Vec::new(),
             incoming: Vec::new(),
+            connects: VecDeque::new(),
         }
     }
 
@@ -112,7 +124,7 @@ impl Poller {
 
     fn run(mut self) {
         loop {
-            let timeout = self.deadlines.timeout(Instant::now());
+            let timeout = if self.connects.is_empty() { self.deadlines.timeout(Instant::now()) } else { Some(Duration::ZERO) };
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
                 assert!(e.kind() == std::io::ErrorKind::Interrupted, "poll failed: {e}");
             }
@@ -132,6 +144,12 @@ impl Poller {
                 self.apply(submission);
             }
             self.incoming = incoming;
+            for _ in 0..CONNECTS_PER_TURN.min(self.connects.len()) {
+                let Some(Submission::Connect { req, conn, addr }) = self.connects.pop_front() else { unreachable!() };
+                if let Err(e) = sys::connect(&addr).and_then(|fd| self.insert(conn, fd, Kind::Connecting(req))) {
+                    self.done.push(Completion::failed(req, e.into()));
+                }
+            }
             for slot in std::mem::take(&mut self.starved) {
                 self.schedule(slot);
             }
@@ -187,11 +205,7 @@ impl Poller {
                 Some(_) => self.done.push(Completion::failed(req, Error::WrongKind)),
                 None => self.done.push(Completion::failed(req, Error::ConnClosed)),
             },
-            Submission::Connect { req, conn, addr } => {
-                if let Err(e) = sys::connect(&addr).and_then(|fd| self.insert(conn, fd, Kind::Connecting(req))) {
-                    self.done.push(Completion::failed(req, e.into()));
-                }
-            }
+            connect @ Submission::Connect { .. } => self.connects.push_back(connect),
             Submission::AdoptStream { conn, fd } => {
                 // No request to report to: a failure leaves the id unknown, so
                 // every later request on it completes with ConnClosed.
@@ -346,8 +360,9 @@ impl Poller {
 
     /// Completes everything still pending with WatcherClosed and closes every socket.
     fn shut_down(mut self) {
-        let incoming = std::mem::take(&mut self.incoming);
-        for submission in incoming {
+        let mut pending = std::mem::take(&mut self.connects);
+        pending.extend(std::mem::take(&mut self.incoming));
+        for submission in pending {
             if let Some(req) = submission.req() {
                 self.done.push(Completion::failed(req, Error::WatcherClosed));
             }
