@@ -45,7 +45,7 @@ struct Handle {
     owned: RefCell<Vec<Vec<u8>>>,
 }
 
-fn handle<'v>(env: Env, value: &'v Value) -> Result<&'v Handle> {
+fn handle(env: Env, value: &Value) -> Result<&Handle> {
     env.unwrap(value, &WATCHER_TAG, "watcher handle")
 }
 
