@@ -267,3 +267,16 @@ export async function collectGarbage(rounds = 5): Promise<void> {
     await sleep(10)
   }
 }
+
+/** Each client sends `rounds` messages (sized by `size(client, round)`) and must get each back intact. */
+export function echoOnAll(clients: Socket[], rounds: number, size: (client: number, round: number) => number, ms = 10_000): Promise<void> {
+  const all = clients.map(async (c, i) => {
+    for (let round = 0; round < rounds; round++) {
+      const data = pattern(i * 10 + round, size(i, round))
+      const echoed = receiveBytes(c, data.length)
+      c.write(data)
+      if (!(await echoed).equals(data)) throw new Error(`client ${i} round ${round}: echo differs`)
+    }
+  })
+  return within(ms, 'echo on all clients', Promise.all(all).then(() => undefined))
+}

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { Conn, GaioError, OpType, Watcher, type OpResult } from '../index'
-import { collectUntil, collectGarbage, echoServer, gaioPair, netClient, pattern, receiveBytes, sleep, within } from './helpers'
+import { collectUntil, collectGarbage, echoOnAll, echoServer, gaioPair, netClient, pattern, receiveBytes, sleep, within } from './helpers'
 
 const root = join(__dirname, '..')
 const indexJs = join(root, 'index.js')
@@ -182,20 +182,7 @@ test('four watchers side by side: connections delegated round-robin, each watche
   const port = (server.address() as { port: number }).port
   const clients = await Promise.all(Array.from({ length: 16 }, () => netClient(port)))
   t.teardown(() => clients.forEach((c) => c.destroy()))
-  await within(
-    10_000,
-    'echo on all clients',
-    Promise.all(
-      clients.map(async (c, i) => {
-        for (let round = 0; round < 4; round++) {
-          const data = pattern(i * 10 + round, 1000 + i * 100)
-          const echoed = receiveBytes(c, data.length)
-          c.write(data)
-          t.deepEqual(await echoed, data)
-        }
-      }),
-    ),
-  )
+  await echoOnAll(clients, 4, (i) => 1000 + i * 100)
   t.is(owner.size, 16)
   for (const [i, bytes] of served.entries()) t.true(bytes > 0, `watcher ${i} echoed (${bytes} bytes)`)
   closing = true
@@ -214,18 +201,7 @@ test('four watchers side by side: reusePort listeners on one port share the conn
 
   const clients = await Promise.all(Array.from({ length: 64 }, () => netClient(first.port)))
   t.teardown(() => clients.forEach((c) => c.destroy()))
-  await within(
-    10_000,
-    'echo on all clients',
-    Promise.all(
-      clients.map(async (c, i) => {
-        const data = pattern(i, 500)
-        const echoed = receiveBytes(c, data.length)
-        c.write(data)
-        t.deepEqual(await echoed, data)
-      }),
-    ),
-  )
+  await echoOnAll(clients, 1, () => 500)
   t.is(stats.reduce((n, s) => n + s.accepted, 0), 64)
   // The kernel hashes connections over the four listeners: each gets some
   // (the chance that one of four gets none of 64 is about 4e-8).
