@@ -95,7 +95,6 @@ export declare class Watcher implements AsyncIterable<OpResult[]> {
     private local;
     private waiter;
     private closed;
-    private finalDelivered;
     private readonly forgottenConns;
     constructor(options?: WatcherOptions);
     /** Listens on a TCP address (port 0 picks one) or a Unix socket path. */
@@ -118,9 +117,10 @@ export declare class Watcher implements AsyncIterable<OpResult[]> {
     writeTimeout(context: unknown, conn: ConnLike, buffer: ArrayBufferView, deadline: Deadline): void;
     /**
      * Resolves with the next non-empty batch of results. Swap-buffer views in
-     * the previous batch are released when this is called. After close(), the
-     * first call resolves with what close() cancelled, if anything; later calls
-     * reject with ERR_WATCHER_CLOSED.
+     * the previous batch are released when this is called. After close() it
+     * resolves with what is left to deliver (what close() cancelled, and requests
+     * made since, each with ERR_WATCHER_CLOSED), and rejects with
+     * ERR_WATCHER_CLOSED once nothing is: that ends a `for await` loop.
      */
     waitIO(): Promise<OpResult[]>;
     [Symbol.asyncIterator](): AsyncIterator<OpResult[]>;
@@ -130,7 +130,6 @@ export declare class Watcher implements AsyncIterable<OpResult[]> {
      * them, or else the next call does. Idempotent.
      */
     close(): void;
-    private checkOpen;
     private newState;
     private own;
     /** Ties a state to its user-facing object; a forgotten object frees the connection. */

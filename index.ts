@@ -273,7 +273,6 @@ export class Watcher implements AsyncIterable<OpResult[]> {
   private local: OpResult[] = []
   private waiter: { resolve: (r: OpResult[]) => void; reject: (e: Error) => void } | null = null
   private closed = false
-  private finalDelivered = false
   private readonly forgottenConns: FinalizationRegistry<number>
 
   constructor(options: WatcherOptions = {}) {
@@ -295,7 +294,7 @@ export class Watcher implements AsyncIterable<OpResult[]> {
 
   /** Listens on a TCP address (port 0 picks one) or a Unix socket path. */
   listen(options: ListenOptions): Listener {
-    this.checkOpen()
+    if (this.closed) throw new GaioError('ERR_WATCHER_CLOSED', 'the watcher is closed')
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object')
     const backlog = integerIn(options.backlog ?? 4096, 1, MAX_DELAY, 'backlog')
     const reusePort = Boolean(options.reusePort)
@@ -341,14 +340,12 @@ export class Watcher implements AsyncIterable<OpResult[]> {
     const host = options.host === undefined || options.host === 'localhost' ? '127.0.0.1' : options.host
     if (typeof host !== 'string') throw new TypeError('host must be a string')
     const port = integerIn(options.port, 1, 65535, 'port')
-    if (isIP(host)) return this.enqueueConnect(context, host, port)
-    this.checkOpen()
+    if (isIP(host) || this.closed) return this.enqueueConnect(context, host, port)
     // Names resolve first; the request counts as outstanding meanwhile.
     this.retain(1)
     lookup(host, (err, address) => {
       this.retain(-1)
-      if (this.closed) return
-      if (err) {
+      if (err && !this.closed) {
         const failed = new GaioError(err.code ?? 'ENOTFOUND', err.message)
         return this.deliverLocal({ operation: OpType.Connect, context, conn: new Conn(this.newState(false)), buffer: null, size: 0, isSwapBuffer: false, error: failed })
       }
@@ -396,16 +393,16 @@ export class Watcher implements AsyncIterable<OpResult[]> {
 
   /**
    * Resolves with the next non-empty batch of results. Swap-buffer views in
-   * the previous batch are released when this is called. After close(), the
-   * first call resolves with what close() cancelled, if anything; later calls
-   * reject with ERR_WATCHER_CLOSED.
+   * the previous batch are released when this is called. After close() it
+   * resolves with what is left to deliver (what close() cancelled, and requests
+   * made since, each with ERR_WATCHER_CLOSED), and rejects with
+   * ERR_WATCHER_CLOSED once nothing is: that ends a `for await` loop.
    */
   waitIO(): Promise<OpResult[]> {
     if (this.waiter) return Promise.reject(new GaioError('ERR_WAIT_PENDING', 'waitIO() is already waiting'))
     if (this.closed) {
-      const final = this.finalDelivered ? [] : this.takeLocal()
-      this.finalDelivered = true
-      if (final.length) return Promise.resolve(final)
+      const left = this.takeLocal()
+      if (left.length) return Promise.resolve(left)
       return Promise.reject(new GaioError('ERR_WATCHER_CLOSED', 'the watcher is closed'))
     }
     try {
@@ -452,10 +449,6 @@ export class Watcher implements AsyncIterable<OpResult[]> {
   }
 
   // ---- internals ----
-
-  private checkOpen(): void {
-    if (this.closed) throw new GaioError('ERR_WATCHER_CLOSED', 'the watcher is closed')
-  }
 
   private newState(listener: boolean): ConnState {
     const state = { id: this.ids.allocate(), listener, freed: false }
@@ -528,14 +521,17 @@ export class Watcher implements AsyncIterable<OpResult[]> {
   }
 
   private enqueueOn(kind: Kind, context: unknown, conn: ConnLike, bytes: Uint8Array | null, given: Uint8Array | null, arg: number, delay: number): void {
-    this.checkOpen()
+    if (this.closed) {
+      // Checked, but not delegated: a closed watcher leaves a net.Socket alone.
+      this.stateOf(conn, false)
+      return this.deliverLocal(this.resultOf({ kind, context, conn, given } as Request, 0, errorFromCode(-4)))
+    }
     const state = this.stateOf(conn, true)!
     if (state.listener) throw new TypeError('reads and writes need a connection, not a listener')
     this.enqueue(kind, context, conn, state, bytes, given, arg, delay)
   }
 
   private enqueueConnect(context: unknown, address: string, port: number): void {
-    this.checkOpen()
     const created = this.newState(false)
     const request = { kind: Kind.Connect, context, state: created, created, address, arg: port, delay: NO_DEADLINE } as Request
     request.conn = new Conn(created)
@@ -544,7 +540,6 @@ export class Watcher implements AsyncIterable<OpResult[]> {
   }
 
   private enqueue(kind: Kind, context: unknown, conn: ConnLike, state: ConnState, buffer: Uint8Array | null, given: Uint8Array | null, arg: number, delay: number): void {
-    this.checkOpen()
     const request = { kind, context, conn, state, buffer, given, arg, delay } as Request
     if (kind === Kind.Accept) {
       request.created = this.newState(false)
@@ -553,8 +548,8 @@ export class Watcher implements AsyncIterable<OpResult[]> {
   }
 
   private push(request: Request): void {
-    if (request.state.freed) {
-      return this.deliverLocal(this.resultOf(request, 0, errorFromCode(-3)))
+    if (this.closed || request.state.freed) {
+      return this.deliverLocal(this.resultOf(request, 0, errorFromCode(this.closed ? -4 : -3)))
     }
     this.queue.push(this.newRequest(request))
     this.retain(1)
@@ -642,7 +637,8 @@ export class Watcher implements AsyncIterable<OpResult[]> {
   }
 
   private onReady(): void {
-    if (!this.waiter || this.closed) return
+    if (!this.waiter) return
+    if (this.closed) return this.settleWaiter()
     let results: OpResult[]
     try {
       results = this.collect()
@@ -663,9 +659,8 @@ export class Watcher implements AsyncIterable<OpResult[]> {
     const results = given ?? this.takeLocal()
     this.waiter = null
     waiting.delete(this)
-    if (this.closed) {
-      this.finalDelivered = true
-      if (results.length === 0) return waiter.reject(new GaioError('ERR_WATCHER_CLOSED', 'the watcher is closed'))
+    if (this.closed && results.length === 0) {
+      return waiter.reject(new GaioError('ERR_WATCHER_CLOSED', 'the watcher is closed'))
     }
     waiter.resolve(results)
   }

@@ -59,13 +59,7 @@ export function echoServer(w: Watcher, ln: Listener, options: EchoOptions = {}, 
         if (e instanceof GaioError && e.code === 'ERR_WATCHER_CLOSED') return stats
         throw e
       }
-      try {
-        handle(results)
-      } catch (e) {
-        // Results that completed as the watcher closed: nothing more can be submitted.
-        if (e instanceof GaioError && e.code === 'ERR_WATCHER_CLOSED') return stats
-        throw e
-      }
+      handle(results)
     }
   })()
 
