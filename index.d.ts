@@ -47,8 +47,15 @@ export interface WatcherOptions {
     bufferSize?: number;
     /** Size of each of the two swap arenas reads land in (default 1 MiB, at least bufferSize). */
     swapSize?: number;
-    /** Pin the poller thread to this CPU (Linux only). */
+    /** Pin the poller thread to this CPU (Linux only; not with mode 'inline'). */
     cpu?: number;
+    /**
+     * 'thread' (default): a poller thread of its own does the I/O, and batches
+     * cross to JS; the I/O runs in parallel with JS. 'inline': no thread; Node's
+     * event loop watches the watcher's poll descriptor and the I/O runs on the JS
+     * thread, writes during the flush: no thread hop per message, the lower latency.
+     */
+    mode?: 'thread' | 'inline';
 }
 export interface ListenOptions {
     host?: string;

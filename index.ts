@@ -78,8 +78,15 @@ export interface WatcherOptions {
   bufferSize?: number
   /** Size of each of the two swap arenas reads land in (default 1 MiB, at least bufferSize). */
   swapSize?: number
-  /** Pin the poller thread to this CPU (Linux only). */
+  /** Pin the poller thread to this CPU (Linux only; not with mode 'inline'). */
   cpu?: number
+  /**
+   * 'thread' (default): a poller thread of its own does the I/O, and batches
+   * cross to JS; the I/O runs in parallel with JS. 'inline': no thread; Node's
+   * event loop watches the watcher's poll descriptor and the I/O runs on the JS
+   * thread, writes during the flush: no thread hop per message, the lower latency.
+   */
+  mode?: 'thread' | 'inline'
 }
 
 export interface ListenOptions {
@@ -102,9 +109,10 @@ export type Deadline = Date | number
 // ---- the native side -------------------------------------------------------
 
 interface Native {
-  createWatcher(onReady: () => void, bufferSize: number, swapSize: number, cpu: number): object
+  createWatcher(onReady: () => void, bufferSize: number, swapSize: number, cpu: number, inline: boolean): object
   swapBuffers(handle: object): ArrayBuffer[]
-  submit(handle: object, records: Int32Array, count: number, extras: unknown[]): void
+  /** True when completions are already waiting (inline mode). */
+  submit(handle: object, records: Int32Array, count: number, extras: unknown[]): boolean
   take(handle: object, records: Int32Array): number
   copyOwned(handle: object, index: number, target: Uint8Array): void
   keepAlive(handle: object, on: boolean): void
@@ -171,7 +179,15 @@ function bytesOf(buf: unknown, what: string): Uint8Array {
 }
 
 function nonEmpty(bytes: Uint8Array, what: string): Uint8Array {
-  if (bytes.byteLength === 0) throw new GaioError('ERR_EMPTY_BUFFER', `${what} is empty`)
+  if (bytes.byteLength === 0) throw new GaioError('ERR_EMPTY_BUFFER', `${what} is empty (or its ArrayBuffer is detached)`)
+  return bytes
+}
+
+/** The most bytes one request moves: lengths and sizes cross to the engine as 32-bit integers. */
+const MAX_TRANSFER = 0x7fffffff
+
+function transferable(bytes: Uint8Array, what: string): Uint8Array {
+  if (bytes.byteLength > MAX_TRANSFER) throw new RangeError(`${what} holds ${bytes.byteLength} bytes; one request moves at most ${MAX_TRANSFER}: split it`)
   return bytes
 }
 
@@ -280,11 +296,14 @@ export class Watcher implements AsyncIterable<OpResult[]> {
     const bufferSize = integerIn(options.bufferSize ?? 65536, 1, 1 << 30, 'bufferSize')
     const swapSize = integerIn(options.swapSize ?? Math.max(1 << 20, bufferSize), bufferSize, 1 << 30, 'swapSize')
     const cpu = options.cpu === undefined ? -1 : integerIn(options.cpu, 0, 1 << 16, 'cpu')
+    const mode = options.mode ?? 'thread'
+    if (mode !== 'thread' && mode !== 'inline') throw new TypeError("mode must be 'thread' or 'inline'")
+    if (mode === 'inline' && cpu >= 0) throw new TypeError('cpu pins the poller thread; an inline watcher has none')
     this.bufferSize = bufferSize
     // The native side holds this callback; it must not hold the watcher, or a
     // forgotten watcher could never be collected.
     const self = new WeakRef(this)
-    this.handle = native.createWatcher(() => self.deref()?.onReady(), bufferSize, swapSize, cpu)
+    this.handle = native.createWatcher(() => self.deref()?.onReady(), bufferSize, swapSize, cpu, mode === 'inline')
     this.swap = native.swapBuffers(this.handle).map((b) => new Uint8Array(b))
     closeForgottenWatcher.register(this, this.handle, this)
     this.forgottenConns = new FinalizationRegistry((id) => this.release(id))
@@ -512,11 +531,13 @@ export class Watcher implements AsyncIterable<OpResult[]> {
   private submitRead(kind: Kind, context: unknown, conn: ConnLike, buffer: ArrayBufferView | null | undefined, delay: number): void {
     const bytes = buffer === null || buffer === undefined ? null : nonEmpty(bytesOf(buffer, 'buffer'), 'buffer')
     const given = buffer === null || buffer === undefined ? null : (buffer as Uint8Array)
-    this.enqueueOn(kind, context, conn, bytes, given, bytes?.byteLength ?? this.bufferSize, delay)
+    if (bytes && kind === Kind.ReadFull) transferable(bytes, 'buffer')
+    // A read returns at most what it asks for: asking for less of a huge buffer changes nothing else.
+    this.enqueueOn(kind, context, conn, bytes, given, bytes ? Math.min(bytes.byteLength, MAX_TRANSFER) : this.bufferSize, delay)
   }
 
   private submitWrite(context: unknown, conn: ConnLike, buffer: ArrayBufferView, delay: number): void {
-    const bytes = nonEmpty(bytesOf(buffer, 'buffer'), 'buffer')
+    const bytes = transferable(nonEmpty(bytesOf(buffer, 'buffer'), 'buffer'), 'buffer')
     this.enqueueOn(Kind.Write, context, conn, bytes, buffer as Uint8Array, bytes.byteLength, delay)
   }
 
@@ -626,7 +647,8 @@ export class Watcher implements AsyncIterable<OpResult[]> {
       if (request.kind === Kind.Free) this.finish(slot)
       else this.inEngine++
     }
-    native.submit(this.handle, records, count, extras)
+    // Inline, the writes went out during the call and completions may be waiting already.
+    if (native.submit(this.handle, records, count, extras)) this.onReady()
   }
 
   private finish(slot: number): Request {

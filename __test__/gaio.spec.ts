@@ -18,6 +18,7 @@ import {
   gaioPair,
   pattern,
   collectGarbage,
+  withMode,
   type EchoOptions,
 } from './helpers'
 
@@ -27,7 +28,7 @@ const MiB = 1024 * 1024
 
 /** A watcher closed when the test ends. */
 function watcher(t: ExecutionContext, options?: WatcherOptions): Watcher {
-  const w = new Watcher(options)
+  const w = new Watcher(withMode(options))
   t.teardown(() => w.close())
   return w
 }
@@ -774,7 +775,7 @@ test('free: a listener with a pending accept; the accept completes with ERR_CONN
 })
 
 test('close: closing twice is a no-op', async (t) => {
-  const w = new Watcher()
+  const w = new Watcher(withMode())
   const ln = w.listen({ host: HOST, port: 0 })
   t.notThrows(() => w.close())
   t.notThrows(() => w.close())
@@ -784,7 +785,7 @@ test('close: closing twice is a no-op', async (t) => {
 })
 
 test('close: the first waitIO() after close resolves with the cancelled requests, then waitIO() rejects', async (t) => {
-  const w = new Watcher()
+  const w = new Watcher(withMode())
   t.teardown(() => w.close())
   const { conn, peer } = await acceptFromNet(t, w)
   const ended = receiveUntilEnd(peer)
@@ -808,7 +809,7 @@ test('close: the first waitIO() after close resolves with the cancelled requests
 })
 
 test('close: a waitIO() in progress resolves with the cancelled requests; without any it rejects', async (t) => {
-  const w = new Watcher()
+  const w = new Watcher(withMode())
   t.teardown(() => w.close())
   const { conn } = await acceptFromNet(t, w)
   w.read('pending', conn)
@@ -819,14 +820,14 @@ test('close: a waitIO() in progress resolves with the cancelled requests; withou
   t.deepEqual(results.map((r) => [r.context, r.error?.code]), [['pending', 'ERR_WATCHER_CLOSED']])
   await t.throwsAsync(w.waitIO(), { code: 'ERR_WATCHER_CLOSED' })
 
-  const idle = new Watcher()
+  const idle = new Watcher(withMode())
   const idleWait = idle.waitIO()
   idle.close()
   await t.throwsAsync(within(5000, 'idle waitIO', idleWait), { instanceOf: GaioError, code: 'ERR_WATCHER_CLOSED' })
 })
 
 test('close: reads, writes and every other request after close complete with ERR_WATCHER_CLOSED; listen throws', async (t) => {
-  const w = new Watcher()
+  const w = new Watcher(withMode())
   const { ln, conn } = await acceptFromNet(t, w)
   w.close()
   const buf = Buffer.from('x')
@@ -907,7 +908,7 @@ test('forgotten connections: a Conn with a pending read is kept until the read c
 })
 
 function forgottenWatcherPort(): number {
-  const w = new Watcher()
+  const w = new Watcher(withMode())
   return w.listen({ host: HOST, port: 0 }).port
 }
 
@@ -935,7 +936,7 @@ test('forgotten watchers: a watcher waiting in waitIO() is not collected', async
   t.timeout(20_000)
   let result: OpResult[] | null = null
   const start = () => {
-    const w = new Watcher()
+    const w = new Watcher(withMode())
     const ln = w.listen({ host: HOST, port: 0 })
     w.accept('accept', ln)
     void w.waitIO().then((r) => (result = r))

@@ -1,6 +1,6 @@
 // Shared test helpers. Other spec files may add to this file: append only.
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net'
-import { Watcher, Listener, Conn, OpType, GaioError, type OpResult } from '../index'
+import { Watcher, Listener, Conn, OpType, GaioError, type OpResult, type WatcherOptions } from '../index'
 
 /** Rejects if `promise` does not settle within `ms`. */
 export function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
@@ -98,7 +98,7 @@ export function echoServer(w: Watcher, ln: Listener, options: EchoOptions = {}, 
 
 /** A watcher running an echo server on 127.0.0.1; `stop()` closes it and waits for the loop. */
 export function startEchoServer(watcherOptions: ConstructorParameters<typeof Watcher>[0] = {}, echo: EchoOptions = {}) {
-  const w = new Watcher(watcherOptions)
+  const w = new Watcher(withMode(watcherOptions))
   const ln = w.listen({ host: '127.0.0.1', port: 0 })
   const stats: EchoStats = { accepted: 0, bytes: 0, freed: 0 }
   const loop = echoServer(w, ln, echo, stats)
@@ -273,4 +273,16 @@ export function echoOnAll(clients: Socket[], rounds: number, size: (client: numb
     }
   })
   return within(ms, 'echo on all clients', Promise.all(all).then(() => undefined))
+}
+
+let mode: 'thread' | 'inline' = 'thread'
+
+/** Makes every watcher the shared tests create use `m` (a spec file per mode). */
+export function useMode(m: 'thread' | 'inline'): void {
+  mode = m
+}
+
+/** `options` with the driving mode of this test process, unless they name one. */
+export function withMode(options: WatcherOptions = {}): WatcherOptions {
+  return { mode, ...options }
 }

@@ -437,10 +437,14 @@ test('the native functions called directly with garbage throw; a panic is an ERR
   t.throws(() => native.listen('handle', 0, '127.0.0.1', 0, '', 1, false), notHandle)
   t.throws(() => native.adopt([], 0, 0), notHandle)
   t.throws(() => native.copyOwned({}, 0, new Uint8Array(1)), notHandle)
-  t.throws(() => native.createWatcher('not a function', 1024, 4096, -1), { instanceOf: TypeError })
-  t.throws(() => native.createWatcher(() => {}, -5, 4096, -1), { instanceOf: RangeError })
-  t.throws(() => native.createWatcher(() => {}, 'big', 4096, -1), { instanceOf: TypeError })
-  t.is((t.throws(() => native.createWatcher(() => {}, 8192, 4096, -1)) as NodeJS.ErrnoException).code, 'ERR_WATCHER_START')
+  for (const inline of [false, true]) {
+    t.throws(() => native.createWatcher('not a function', 1024, 4096, -1, inline), { instanceOf: TypeError })
+    t.throws(() => native.createWatcher(() => {}, -5, 4096, -1, inline), { instanceOf: RangeError })
+    t.throws(() => native.createWatcher(() => {}, 'big', 4096, -1, inline), { instanceOf: TypeError })
+    t.is((t.throws(() => native.createWatcher(() => {}, 8192, 4096, -1, inline)) as NodeJS.ErrnoException).code, 'ERR_WATCHER_START')
+  }
+  t.throws(() => native.createWatcher(() => {}, 1024, 4096, -1, 'yes'), { instanceOf: TypeError })
+  t.is((t.throws(() => native.createWatcher(() => {}, 1024, 4096, 0, true)) as NodeJS.ErrnoException).code, 'ERR_WATCHER_START')
 
   const panic = t.throws(() => native._panic())
   t.is((panic as NodeJS.ErrnoException).code, 'ERR_INTERNAL_PANIC')
@@ -448,7 +452,7 @@ test('the native functions called directly with garbage throw; a panic is an ERR
   t.throws(() => native._panic(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), { message: /deliberate panic/ })
 
   // A real handle, with garbage records.
-  const handle = native.createWatcher(() => {}, 1024, 4096, -1)
+  const handle = native.createWatcher(() => {}, 1024, 4096, -1, false)
   t.teardown(() => native.close(handle))
   const record = (...fields: number[]) => Int32Array.from(fields)
   t.throws(() => native.take(handle, []), { instanceOf: TypeError })

@@ -243,7 +243,7 @@ const workerEcho = `
 const { parentPort, workerData } = require('node:worker_threads')
 const { Watcher, OpType } = require(workerData.index)
 const net = require('node:net')
-const w = new Watcher()
+const w = new Watcher({ mode: workerData.mode })
 const ln = w.listen({ host: '127.0.0.1', port: 0 })
 w.accept('accept', ln)
 const client = net.connect(ln.port, '127.0.0.1', () => client.write('from the worker'))
@@ -267,9 +267,14 @@ client.on('data', (d) => {
 })()
 `
 
-test.serial('worker_threads: a watcher created and used inside a worker', async (t) => {
+// Each driving mode: a poller thread, or inline on the JS thread's own event loop.
+const modes = ['thread', 'inline'] as const
+/** Poller threads the mode adds per watcher. */
+const threadsOf = (mode: (typeof modes)[number]) => (mode === 'thread' ? 1 : 0)
+
+for (const mode of modes) test.serial(`worker_threads [${mode}]: a watcher created and used inside a worker`, async (t) => {
   const before = pollerThreads().length
-  const worker = new Worker(workerEcho, { eval: true, workerData: { index: indexJs }, execArgv: [] })
+  const worker = new Worker(workerEcho, { eval: true, workerData: { index: indexJs, mode }, execArgv: [] })
   const errors: Error[] = []
   worker.on('error', (e) => errors.push(e))
   // Listen for the exit at once: Node may emit it in the same turn as the last message.
@@ -285,7 +290,7 @@ test.serial('worker_threads: a watcher created and used inside a worker', async 
 const workerInFlight = `
 const { parentPort, workerData } = require('node:worker_threads')
 const { Watcher, OpType } = require(workerData.index)
-const w = new Watcher()
+const w = new Watcher({ mode: workerData.mode })
 // Reads in flight on a connection to the main thread's server, never answered.
 w.connect('c', { host: '127.0.0.1', port: workerData.port })
 w.waitIO().then((results) => {
@@ -297,7 +302,7 @@ w.waitIO().then((results) => {
 })
 `
 
-test.serial('worker_threads: terminating a worker with reads in flight stops its poller and leaves the main thread healthy', async (t) => {
+for (const mode of modes) test.serial(`worker_threads [${mode}]: terminating a worker with reads in flight stops its poller and leaves the main thread healthy`, async (t) => {
   const peers: Socket[] = []
   const server = createServer((s) => peers.push(s))
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
@@ -308,11 +313,11 @@ test.serial('worker_threads: terminating a worker with reads in flight stops its
   const port = (server.address() as { port: number }).port
   const before = pollerThreads().length
 
-  const worker = new Worker(workerInFlight, { eval: true, workerData: { index: indexJs, port }, execArgv: [] })
+  const worker = new Worker(workerInFlight, { eval: true, workerData: { index: indexJs, port, mode }, execArgv: [] })
   const errors: Error[] = []
   worker.on('error', (e) => errors.push(e))
   await within(10_000, 'worker reading', new Promise((resolve) => worker.once('message', resolve)))
-  t.is(pollerThreads().length, before + 1, "the worker's poller thread runs")
+  t.is(pollerThreads().length, before + threadsOf(mode), "the worker's poller thread runs (if it has one)")
   t.is(peers.length, 1)
   const peerEnded = new Promise<void>((resolve) => {
     peers[0].once('end', resolve)
@@ -338,10 +343,10 @@ test.serial('worker_threads: terminating a worker with reads in flight stops its
 })
 
 /** Runs a script in a fresh node; resolves with its exit code and output, or rejects after `ms`. */
-function runChild(code: string, ms: number): Promise<{ code: number | null; signal: string | null; out: string; elapsed: number }> {
+function runChild(code: string, ms: number, mode: string): Promise<{ code: number | null; signal: string | null; out: string; elapsed: number }> {
   return new Promise((resolve, reject) => {
     const started = Date.now()
-    const child = spawn(process.execPath, ['-e', code], { env: { ...process.env, GAIO_INDEX: indexJs }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, ['-e', code], { env: { ...process.env, GAIO_INDEX: indexJs, GAIO_MODE: mode }, stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     child.stdout.on('data', (d) => (out += d))
     child.stderr.on('data', (d) => (out += d))
@@ -356,11 +361,11 @@ function runChild(code: string, ms: number): Promise<{ code: number | null; sign
   })
 }
 
-test('the process exits by itself after close()', async (t) => {
+for (const mode of modes) test(`[${mode}] the process exits by itself after close()`, async (t) => {
   const script = `
     const { Watcher, OpType } = require(process.env.GAIO_INDEX)
     const net = require('node:net')
-    const w = new Watcher()
+    const w = new Watcher({ mode: process.env.GAIO_MODE })
     const ln = w.listen({ host: '127.0.0.1', port: 0 })
     w.accept(null, ln)
     const client = net.connect(ln.port, '127.0.0.1', () => client.write('ping'))
@@ -381,18 +386,18 @@ test('the process exits by itself after close()', async (t) => {
       console.log('loop ended')
     })()
   `
-  const { code, out } = await runChild(script, 5000)
+  const { code, out } = await runChild(script, 5000, mode)
   t.is(code, 0, out)
   t.regex(out, /echoed ping/)
   t.regex(out, /loop ended/)
 })
 
-test('a watcher with nothing outstanding does not keep the process alive', async (t) => {
+for (const mode of modes) test(`[${mode}] a watcher with nothing outstanding does not keep the process alive`, async (t) => {
   // Never closed: one with no requests ever, one whose requests all completed and were delivered.
   const script = `
     const { Watcher, OpType } = require(process.env.GAIO_INDEX)
-    const idle = new Watcher()
-    const w = new Watcher()
+    const idle = new Watcher({ mode: process.env.GAIO_MODE })
+    const w = new Watcher({ mode: process.env.GAIO_MODE })
     const ln = w.listen({ host: '127.0.0.1', port: 0 })
     w.accept('a', ln)
     w.connect('c', { host: '127.0.0.1', port: ln.port })
@@ -403,13 +408,13 @@ test('a watcher with nothing outstanding does not keep the process alive', async
       globalThis.keep = [idle, w, ln]
     })()
   `
-  const { code, out, elapsed } = await runChild(script, 5000)
+  const { code, out, elapsed } = await runChild(script, 5000, mode)
   t.is(code, 0, out)
   t.regex(out, /connected, nothing outstanding/)
   t.true(elapsed < 5000)
 })
 
-test('a pending waitIO() with a request outstanding keeps the process alive until it completes', async (t) => {
+for (const mode of modes) test(`[${mode}] a pending waitIO() with a request outstanding keeps the process alive until it completes`, async (t) => {
   // The counterpart: a read in flight holds the process open until its data arrives 300 ms later.
   const script = `
     const { Watcher } = require(process.env.GAIO_INDEX)
@@ -417,7 +422,7 @@ test('a pending waitIO() with a request outstanding keeps the process alive unti
     // Nothing here holds the event loop: the server closes, its socket and timer are unreferenced.
     const server = net.createServer((s) => { s.unref(); server.close(); setTimeout(() => s.end('late'), 300).unref() })
     server.listen(0, '127.0.0.1', () => {
-      const w = new Watcher()
+      const w = new Watcher({ mode: process.env.GAIO_MODE })
       w.connect('c', { host: '127.0.0.1', port: server.address().port })
       w.waitIO().then(([res]) => {
         w.read('r', res.conn)
@@ -425,7 +430,7 @@ test('a pending waitIO() with a request outstanding keeps the process alive unti
       }).then(([res]) => console.log('read ' + Buffer.from(res.buffer)))
     })
   `
-  const { code, out } = await runChild(script, 5000)
+  const { code, out } = await runChild(script, 5000, mode)
   t.is(code, 0, out)
   t.regex(out, /read late/)
 })

@@ -1,8 +1,11 @@
 //! The addon: glue between the engine (crates/engine) and the TypeScript
 //! facade (index.ts), over the project's own Node-API layer (crates/node-api).
 //!
-//! Every function here runs on the JS thread. The one thing the poller thread
-//! touches is the threadsafe function that tells JS a batch is waiting. What
+//! Every function here runs on the JS thread. A watcher is driven one of two
+//! ways: by a poller thread of its own, which tells JS a batch is waiting
+//! through a threadsafe function (the one thing it touches here); or inline,
+//! by Node's event loop watching the engine's poll descriptor, with each
+//! turn run on the JS thread and writes attempted during `submit`. What
 //! crosses is flat: submissions arrive as an Int32Array of records plus an
 //! array of the write buffers and connect addresses they point at;
 //! completions leave as an Int32Array of records the facade turns into result
@@ -15,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gaio_engine::{Address, Completion, Data, Error as EngineError, Options, Submission, Watcher};
-use node_api::{Env, Error, Result, ThreadsafeFunction, TypeTag, TypedArrayKind, Value};
+use node_api::{Env, Error, LoopWatch, Result, ThreadsafeFunction, TypeTag, TypedArrayKind, Value, Wake};
 
 /// Submission record: [kind, req, conn, arg, extra, deadline ms or -1].
 const SUBMIT_FIELDS: usize = 6;
@@ -36,33 +39,63 @@ const WATCHER_TAG: TypeTag = TypeTag { lower: 0x6761_696f_5f77_6174, upper: 0x63
 
 /// What a JS Watcher holds on the native side.
 struct Handle {
-    /// Declared first so it drops first: the poller stops before the
-    /// threadsafe function it calls goes away.
     watcher: RefCell<Watcher>,
-    /// Shared with the poller's notify callback; None once released.
-    ready: Arc<Mutex<Option<ThreadsafeFunction>>>,
+    notifier: Notifier,
     /// Bytes of the read-full completions of the latest take, by index.
     owned: RefCell<Vec<Vec<u8>>>,
+}
+
+/// How JS learns that completions are waiting.
+enum Notifier {
+    /// The poller thread calls this; None once released.
+    Thread(Arc<Mutex<Option<ThreadsafeFunction>>>),
+    /// Node's loop watches the engine's poll descriptor; None once closed.
+    Inline(RefCell<Option<LoopWatch>>),
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // No loop callback may reach the engine while it goes. (The threaded
+        // notifier goes after it anyway: fields drop in order, so the poller
+        // thread stops before its threadsafe function is released.)
+        if let Notifier::Inline(watch) = &self.notifier {
+            watch.borrow_mut().take();
+        }
+    }
+}
+
+impl Handle {
+    /// Inline: one turn now (writes go out during the call), then the timer
+    /// for the next one. True if completions are waiting.
+    fn turn(&self) -> bool {
+        let Notifier::Inline(watch) = &self.notifier else { return false };
+        let mut watcher = self.watcher.borrow_mut();
+        let waiting = watcher.turn();
+        if let Some(watch) = watch.borrow().as_ref() {
+            watch.set_timeout(watcher.timeout());
+        }
+        waiting
+    }
 }
 
 fn handle(env: Env, value: &Value) -> Result<&Handle> {
     env.unwrap(value, &WATCHER_TAG, "watcher handle")
 }
 
-fn with_ready<T>(handle: &Handle, f: impl FnOnce(&mut Option<ThreadsafeFunction>) -> T) -> T {
-    f(&mut handle.ready.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-/// createWatcher(onReady, bufferSize, swapSize, cpu) -> handle
+/// createWatcher(onReady, bufferSize, swapSize, cpu, inline) -> handle
 fn create_watcher(env: Env, args: &[Value]) -> Result<Value> {
-    let tsfn = env.threadsafe_function(args[0], "gaio.onReady")?;
-    // Nothing outstanding yet: a new watcher must not hold the process open.
-    tsfn.set_ref(env, false)?;
     let options = Options {
         swap_read_size: env.to_u32(args[1], "bufferSize")? as usize,
         arena_size: env.to_u32(args[2], "swapSize")? as usize,
         cpu: usize::try_from(env.to_i32(args[3], "cpu")?).ok(),
+        inline: env.to_bool(args[4], "inline")?,
     };
+    if options.inline {
+        return create_inline_watcher(env, args[0], options);
+    }
+    let tsfn = env.threadsafe_function(args[0], "gaio.onReady")?;
+    // Nothing outstanding yet: a new watcher must not hold the process open.
+    tsfn.set_ref(env, false)?;
     let ready = Arc::new(Mutex::new(Some(tsfn)));
     let notify_ready = ready.clone();
     let notify = move || {
@@ -71,7 +104,29 @@ fn create_watcher(env: Env, args: &[Value]) -> Result<Value> {
         }
     };
     let watcher = Watcher::new(options, notify).map_err(os_error)?;
-    env.wrap(Handle { watcher: RefCell::new(watcher), ready, owned: RefCell::default() }, &WATCHER_TAG)
+    let handle = Handle { watcher: RefCell::new(watcher), notifier: Notifier::Thread(ready), owned: RefCell::default() };
+    env.wrap(handle, &WATCHER_TAG)
+}
+
+fn create_inline_watcher(env: Env, on_ready: Value, options: Options) -> Result<Value> {
+    let watcher = Watcher::new(options, || {}).map_err(os_error)?;
+    let fd = watcher.poll_fd().expect("an inline watcher has a poll descriptor");
+    let notifier = Notifier::Inline(RefCell::new(None));
+    let object = env.wrap(Handle { watcher: RefCell::new(watcher), notifier, owned: RefCell::default() }, &WATCHER_TAG)?;
+    let handle: *const Handle = handle(env, &object)?;
+    let on_wake = Box::new(move || {
+        // SAFETY: the Handle owns the watch and closes it in its Drop, before
+        // it is freed, so no callback outlives it.
+        let handle = unsafe { &*handle };
+        let mut watcher = handle.watcher.borrow_mut();
+        Wake { call_js: watcher.turn(), timeout: watcher.timeout() }
+    });
+    let watch = env.loop_watch(fd, on_ready, on_wake)?;
+    // SAFETY: as above; the object, and so the Handle, is alive during this call.
+    if let Notifier::Inline(slot) = unsafe { &(*handle).notifier } {
+        slot.replace(Some(watch));
+    }
+    Ok(object)
 }
 
 /// swapBuffers(handle) -> [ArrayBuffer, ArrayBuffer] over the engine's swap arenas.
@@ -101,7 +156,8 @@ fn field(bytes: &[u8], index: usize) -> i32 {
     i32::from_ne_bytes(bytes[4 * index..4 * index + 4].try_into().expect("four bytes"))
 }
 
-/// submit(handle, records, count, extras): one crossing for a batch of requests.
+/// submit(handle, records, count, extras) -> completions waiting (inline only):
+/// one crossing for a batch of requests.
 fn submit(env: Env, args: &[Value]) -> Result<Value> {
     let handle = handle(env, &args[0])?;
     let records = int32_records(env, args[1], "records")?;
@@ -135,7 +191,7 @@ fn submit(env: Env, args: &[Value]) -> Result<Value> {
         });
     }
     handle.watcher.borrow().submit(batch);
-    env.undefined()
+    env.boolean(handle.turn())
 }
 
 /// "unix:<path>" or an IP address with `port`.
@@ -212,7 +268,17 @@ fn copy_owned(env: Env, args: &[Value]) -> Result<Value> {
 fn keep_alive(env: Env, args: &[Value]) -> Result<Value> {
     let handle = handle(env, &args[0])?;
     let on = env.to_bool(args[1], "on")?;
-    with_ready(handle, |ready| ready.as_ref().map_or(Ok(()), |tsfn| tsfn.set_ref(env, on)))?;
+    match &handle.notifier {
+        Notifier::Thread(ready) => {
+            let ready = ready.lock().unwrap_or_else(|e| e.into_inner());
+            ready.as_ref().map_or(Ok(()), |tsfn| tsfn.set_ref(env, on))?;
+        }
+        Notifier::Inline(watch) => {
+            if let Some(watch) = watch.borrow().as_ref() {
+                watch.set_ref(on);
+            }
+        }
+    }
     env.undefined()
 }
 
@@ -220,8 +286,11 @@ fn keep_alive(env: Env, args: &[Value]) -> Result<Value> {
 fn close(env: Env, args: &[Value]) -> Result<Value> {
     let handle = handle(env, &args[0])?;
     handle.watcher.borrow_mut().close();
-    // Releasing lets the event loop forget the function once queued calls ran.
-    with_ready(handle, Option::take);
+    // Releasing lets the event loop forget the notifier.
+    match &handle.notifier {
+        Notifier::Thread(ready) => drop(ready.lock().unwrap_or_else(|e| e.into_inner()).take()),
+        Notifier::Inline(watch) => drop(watch.borrow_mut().take()),
+    }
     env.undefined()
 }
 

@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub notify: Box<dyn Fn() + Send + Sync>,
     /// How many takes the consumer made; written under `state`'s lock.
     pub takes: AtomicU64,
+    /// A poller thread sleeps in poll and needs waking; an inline consumer does not.
+    pub wake_on_submit: bool,
 }
 
 #[derive(Default)]
@@ -123,41 +125,62 @@ impl Poller {
     }
 
     fn run(mut self) {
-        loop {
-            let timeout = if self.connects.is_empty() { self.deadlines.timeout(Instant::now()) } else { Some(Duration::ZERO) };
-            if let Err(e) = self.poll.poll(&mut self.events, timeout) {
-                assert!(e.kind() == std::io::ErrorKind::Interrupted, "poll failed: {e}");
-            }
-            for event in self.events.iter() {
-                note_readiness(&mut self.conns, &mut self.ready, event);
-            }
-            let closing = {
-                let mut state = self.shared.lock();
-                std::mem::swap(&mut state.submissions, &mut self.incoming);
-                state.closing
-            };
-            if closing {
-                return self.shut_down();
-            }
-            let mut incoming = std::mem::take(&mut self.incoming);
-            for submission in incoming.drain(..) {
-                self.apply(submission);
-            }
-            self.incoming = incoming;
-            for _ in 0..CONNECTS_PER_TURN.min(self.connects.len()) {
-                let Some(Submission::Connect { req, conn, addr }) = self.connects.pop_front() else { unreachable!() };
-                if let Err(e) = sys::connect(&addr).and_then(|fd| self.insert(conn, fd, Kind::Connecting(req))) {
-                    self.done.push(Completion::failed(req, e.into()));
-                }
-            }
-            for slot in std::mem::take(&mut self.starved) {
-                self.schedule(slot);
-            }
-            let takes = self.shared.takes.load(Ordering::Acquire);
-            self.pump(takes);
-            self.expire(Instant::now());
-            self.publish(takes);
+        while self.turn(self.timeout()) {}
+        self.shut_down();
+    }
+
+    /// How long a turn may wait for readiness: until the next deadline, or not
+    /// at all while connects wait for their turn.
+    pub fn timeout(&self) -> Option<Duration> {
+        if self.connects.is_empty() {
+            self.deadlines.timeout(Instant::now())
+        } else {
+            Some(Duration::ZERO)
         }
+    }
+
+    /// One round: wait up to `timeout` for readiness, take the submissions,
+    /// advance every socket that can move, expire deadlines, publish. Returns
+    /// false, having done nothing, once the watcher is closing.
+    pub fn turn(&mut self, timeout: Option<Duration>) -> bool {
+        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+            assert!(e.kind() == std::io::ErrorKind::Interrupted, "poll failed: {e}");
+        }
+        for event in self.events.iter() {
+            note_readiness(&mut self.conns, &mut self.ready, event);
+        }
+        let closing = {
+            let mut state = self.shared.lock();
+            std::mem::swap(&mut state.submissions, &mut self.incoming);
+            state.closing
+        };
+        if closing {
+            return false;
+        }
+        let mut incoming = std::mem::take(&mut self.incoming);
+        for submission in incoming.drain(..) {
+            self.apply(submission);
+        }
+        self.incoming = incoming;
+        for _ in 0..CONNECTS_PER_TURN.min(self.connects.len()) {
+            let Some(Submission::Connect { req, conn, addr }) = self.connects.pop_front() else { unreachable!() };
+            if let Err(e) = sys::connect(&addr).and_then(|fd| self.insert(conn, fd, Kind::Connecting(req))) {
+                self.done.push(Completion::failed(req, e.into()));
+            }
+        }
+        for slot in std::mem::take(&mut self.starved) {
+            self.schedule(slot);
+        }
+        let takes = self.shared.takes.load(Ordering::Acquire);
+        self.pump(takes);
+        self.expire(Instant::now());
+        self.publish(takes);
+        true
+    }
+
+    /// The descriptor that turns readable when a turn has work (epoll or kqueue).
+    pub fn poll_fd(&self) -> std::os::fd::RawFd {
+        self.poll.as_raw_fd()
     }
 
     fn schedule(&mut self, slot: usize) {
@@ -359,7 +382,7 @@ impl Poller {
     }
 
     /// Completes everything still pending with WatcherClosed and closes every socket.
-    fn shut_down(mut self) {
+    pub fn shut_down(mut self) {
         let mut pending = std::mem::take(&mut self.connects);
         pending.extend(std::mem::take(&mut self.incoming));
         for submission in pending {

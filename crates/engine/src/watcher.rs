@@ -1,4 +1,5 @@
-//! The consumer's handle on one poller thread.
+//! The consumer's handle on a poller, run by a thread of its own or by the
+//! consumer's thread.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,11 +22,15 @@ pub struct Options {
     pub arena_size: usize,
     /// Pin the poller thread to this CPU (Linux only).
     pub cpu: Option<usize>,
+    /// No poller thread: the consumer runs each turn itself with
+    /// [`Watcher::turn`] when [`Watcher::poll_fd`] turns readable or
+    /// [`Watcher::timeout`] passes. No thread hop per message, no parallelism.
+    pub inline: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { swap_read_size: 64 * 1024, arena_size: 1024 * 1024, cpu: None }
+        Options { swap_read_size: 64 * 1024, arena_size: 1024 * 1024, cpu: None, inline: false }
     }
 }
 
@@ -37,7 +42,13 @@ impl Default for Options {
 pub struct Watcher {
     shared: Arc<Shared>,
     arenas: [Arc<ArenaMemory>; 2],
-    thread: Option<JoinHandle<()>>,
+    driver: Driver,
+}
+
+/// Who runs the poller's turns; `None` once closed.
+enum Driver {
+    Thread(Option<JoinHandle<()>>),
+    Inline(Option<Box<Poller>>),
 }
 
 /// The completions of one take. While it lives no other take can happen, so
@@ -72,25 +83,20 @@ impl Watcher {
             waker,
             notify: Box::new(notify),
             takes: AtomicU64::new(0),
+            wake_on_submit: !options.inline,
         });
         let swap = SwapArenas::new(options.arena_size);
         let arenas = swap.memory();
         let poller = Poller::new(poll, shared.clone(), swap, options.swap_read_size);
-        let (started_tx, started_rx) = mpsc::channel();
-        let thread = std::thread::Builder::new().name("gaio-poller".into()).spawn(move || {
-            let pinned = options.cpu.map_or(Ok(()), sys::pin_current_thread);
-            let ok = pinned.is_ok();
-            let _ = started_tx.send(pinned);
-            if ok {
-                poller.run_guarded();
+        let driver = if options.inline {
+            if options.cpu.is_some() {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "cpu pins the poller thread; an inline watcher has none"));
             }
-        })?;
-        let started = started_rx.recv().unwrap_or_else(|_| Err(io::Error::other("poller thread died at start")));
-        if let Err(e) = started {
-            let _ = thread.join();
-            return Err(e);
-        }
-        Ok(Watcher { shared, arenas, thread: Some(thread) })
+            Driver::Inline(Some(Box::new(poller)))
+        } else {
+            Driver::Thread(Some(spawn(poller, options.cpu)?))
+        };
+        Ok(Watcher { shared, arenas, driver })
     }
 
     /// Queues requests and wakes the poller once for the lot. After close,
@@ -112,8 +118,9 @@ impl Watcher {
         state.submissions.extend(batch);
         let wake = was_empty && !state.submissions.is_empty();
         drop(state);
-        // A non-empty queue already has a wake-up on its way.
-        if wake {
+        // A non-empty queue already has a wake-up on its way; an inline
+        // consumer runs the next turn itself.
+        if wake && self.shared.wake_on_submit {
             let _ = self.shared.waker.wake();
         }
     }
@@ -154,17 +161,72 @@ impl Watcher {
         self.shared.lock().failure.clone()
     }
 
+    /// Runs one turn of an inline watcher without waiting (a threaded one
+    /// runs its own: this does nothing). True if completions are waiting.
+    pub fn turn(&mut self) -> bool {
+        if let Driver::Inline(Some(poller)) = &mut self.driver {
+            poller.turn(Some(std::time::Duration::ZERO));
+        }
+        !self.shared.lock().completions.is_empty()
+    }
+
+    /// For an inline watcher, the descriptor that turns readable when a turn has work.
+    pub fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        match &self.driver {
+            Driver::Inline(Some(poller)) => Some(poller.poll_fd()),
+            _ => None,
+        }
+    }
+
+    /// For an inline watcher, when the next turn is due even without readiness
+    /// (a deadline, or connects still waiting to start).
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        match &self.driver {
+            Driver::Inline(Some(poller)) => poller.timeout(),
+            _ => None,
+        }
+    }
+
     /// Stops the poller after it completes everything pending with
     /// [`Error::WatcherClosed`]; the next take returns those completions.
     /// Idempotent.
     pub fn close(&mut self) {
-        let Some(thread) = self.thread.take() else { return };
         self.shared.lock().closing = true;
-        let _ = self.shared.waker.wake();
-        // run_guarded catches panics, so join only fails if the thread was killed.
-        let _ = thread.join();
+        match &mut self.driver {
+            Driver::Thread(thread) => {
+                let Some(thread) = thread.take() else { return };
+                let _ = self.shared.waker.wake();
+                // run_guarded catches panics, so join only fails if the thread was killed.
+                let _ = thread.join();
+            }
+            Driver::Inline(poller) => {
+                let Some(mut poller) = poller.take() else { return };
+                // The last turn takes the queued submissions; closing, it does nothing else.
+                poller.turn(Some(std::time::Duration::ZERO));
+                poller.shut_down();
+            }
+        }
         self.shared.lock().stopped = true;
     }
+}
+
+/// Starts the poller thread, pinned to `cpu` if asked; fails if pinning fails.
+fn spawn(poller: Poller, cpu: Option<usize>) -> io::Result<JoinHandle<()>> {
+    let (started_tx, started_rx) = mpsc::channel();
+    let thread = std::thread::Builder::new().name("gaio-poller".into()).spawn(move || {
+        let pinned = cpu.map_or(Ok(()), sys::pin_current_thread);
+        let ok = pinned.is_ok();
+        let _ = started_tx.send(pinned);
+        if ok {
+            poller.run_guarded();
+        }
+    })?;
+    let started = started_rx.recv().unwrap_or_else(|_| Err(io::Error::other("poller thread died at start")));
+    if let Err(e) = started {
+        let _ = thread.join();
+        return Err(e);
+    }
+    Ok(thread)
 }
 
 impl Drop for Watcher {

@@ -233,7 +233,7 @@ fn large_writes_reach_a_slow_reader_intact() {
 #[test]
 fn swap_reads_wait_for_space_instead_of_losing_bytes() {
     // Arenas of 4 KiB: a 64 KiB stream needs many rounds of take-and-refill.
-    let mut h = Harness::new(Options { swap_read_size: 1024, arena_size: 4096, cpu: None });
+    let mut h = Harness::new(Options { swap_read_size: 1024, arena_size: 4096, ..Options::default() });
     let mut client = h.accept_one(1, 2);
     let data: Vec<u8> = (0..65536u32).map(|i| (i % 253) as u8).collect();
     let sent = data.clone();
@@ -266,4 +266,40 @@ fn the_poller_can_be_pinned_to_a_cpu() {
     assert!(Watcher::new(options, || {}).is_ok());
     let options = Options { cpu: Some(100_000), ..Options::default() };
     assert!(Watcher::new(options, || {}).is_err());
+}
+
+#[test]
+fn an_inline_watcher_does_the_work_in_the_callers_turns() {
+    let options = Options { inline: true, ..Options::default() };
+    let mut w = Watcher::new(options, || {}).unwrap();
+    let fd = gaio_engine::listen(&Address::Inet("127.0.0.1:0".parse().unwrap()), 16, false).unwrap();
+    let port = gaio_engine::local_port(std::os::fd::AsFd::as_fd(&fd)).unwrap();
+    w.submit([Submission::AdoptListener { conn: 1, fd, path: None }, Submission::Accept { req: 1, listener: 1, conn: 2 }]);
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client.write_all(b"inline").unwrap();
+    let mut echoed = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while echoed.is_empty() {
+        assert!(Instant::now() < deadline, "no echo within 5 s");
+        assert!(w.poll_fd().is_some());
+        w.turn();
+        let batch = w.take();
+        let mut next = Vec::new();
+        for c in &batch.completions {
+            match c.req {
+                1 => next.push(read(2, 2, 64)),
+                2 => next.push(write(3, 2, batch.bytes(c))),
+                3 => echoed.push(c.size),
+                _ => {}
+            }
+        }
+        drop(batch);
+        w.submit(next);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut back = [0u8; 6];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"inline");
+    w.close();
+    assert_eq!(w.poll_fd(), None);
 }

@@ -30,6 +30,7 @@
 
 mod env;
 mod error;
+mod event_loop;
 mod function;
 pub mod sys;
 mod tsfn;
@@ -38,6 +39,7 @@ mod wrap;
 
 pub use env::{Env, Value, ValueType};
 pub use error::{Error, Result};
+pub use event_loop::{LoopWatch, Wake};
 pub use function::{Callback, MAX_ARGS};
 pub use tsfn::ThreadsafeFunction;
 pub use typed_array::{TypedArray, TypedArrayKind};

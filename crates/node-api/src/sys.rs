@@ -25,6 +25,10 @@ opaque! {
     napi_ref => napi_ref__,
     napi_callback_info => napi_callback_info__,
     napi_threadsafe_function => napi_threadsafe_function__,
+    napi_handle_scope => napi_handle_scope__,
+    napi_async_context => napi_async_context__,
+    uv_loop_t => uv_loop_s,
+    uv_handle_t => uv_handle_s,
 }
 
 pub type napi_status = i32;
@@ -321,4 +325,52 @@ extern "C" {
         fun: napi_cleanup_hook,
         arg: *mut c_void,
     ) -> napi_status;
+
+    pub fn napi_get_global(env: napi_env, result: *mut napi_value) -> napi_status;
+    pub fn napi_get_uv_event_loop(env: napi_env, loop_: *mut uv_loop_t) -> napi_status;
+    pub fn napi_open_handle_scope(env: napi_env, result: *mut napi_handle_scope) -> napi_status;
+    pub fn napi_close_handle_scope(env: napi_env, scope: napi_handle_scope) -> napi_status;
+    pub fn napi_async_init(
+        env: napi_env,
+        async_resource: napi_value,
+        async_resource_name: napi_value,
+        result: *mut napi_async_context,
+    ) -> napi_status;
+    pub fn napi_async_destroy(env: napi_env, async_context: napi_async_context) -> napi_status;
+    pub fn napi_make_callback(
+        env: napi_env,
+        async_context: napi_async_context,
+        recv: napi_value,
+        func: napi_value,
+        argc: usize,
+        argv: *const napi_value,
+        result: *mut napi_value,
+    ) -> napi_status;
+}
+
+// libuv, as Node exports it from its own binary (uv.h). Only handles of the
+// kinds below are created, in memory sized by `uv_handle_size`.
+
+/// `uv_handle_type` values.
+pub const UV_POLL: i32 = 8;
+pub const UV_TIMER: i32 = 13;
+/// `uv_poll_event` flag.
+pub const UV_READABLE: i32 = 1;
+
+pub type uv_poll_cb = unsafe extern "C" fn(handle: uv_handle_t, status: i32, events: i32);
+pub type uv_timer_cb = unsafe extern "C" fn(handle: uv_handle_t);
+pub type uv_close_cb = Option<unsafe extern "C" fn(handle: uv_handle_t)>;
+
+extern "C" {
+    pub fn uv_handle_size(kind: i32) -> usize;
+    pub fn uv_poll_init(loop_: uv_loop_t, handle: uv_handle_t, fd: i32) -> i32;
+    pub fn uv_poll_start(handle: uv_handle_t, events: i32, cb: uv_poll_cb) -> i32;
+    pub fn uv_timer_init(loop_: uv_loop_t, handle: uv_handle_t) -> i32;
+    pub fn uv_timer_start(handle: uv_handle_t, cb: uv_timer_cb, timeout: u64, repeat: u64) -> i32;
+    pub fn uv_timer_stop(handle: uv_handle_t) -> i32;
+    pub fn uv_close(handle: uv_handle_t, close_cb: uv_close_cb);
+    pub fn uv_ref(handle: uv_handle_t);
+    pub fn uv_unref(handle: uv_handle_t);
+    pub fn uv_handle_set_data(handle: uv_handle_t, data: *mut c_void);
+    pub fn uv_handle_get_data(handle: uv_handle_t) -> *mut c_void;
 }

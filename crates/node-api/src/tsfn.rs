@@ -171,7 +171,7 @@ unsafe extern "C" fn call_js(
 /// Hands a pending exception to `process.on('uncaughtException')`. Left
 /// pending, Node (before API version 10) would only print a DEP0168 warning
 /// and drop it, since no JS caller is on the stack to catch it.
-fn report_uncaught(env: Env) {
+pub(crate) fn report_uncaught(env: Env) {
     // SAFETY: see `env` module docs; `out` is a valid out-pointer.
     let exception = env.out("napi_get_and_clear_last_exception", |out| unsafe {
         sys::napi_get_and_clear_last_exception(env.0, out)
