@@ -65,12 +65,12 @@ impl Drop for Handle {
 }
 
 impl Handle {
-    /// Inline: one turn now (writes go out during the call), then the timer
-    /// for the next one. True if completions are waiting.
-    fn turn(&self) -> bool {
+    /// Inline, after a submit: advance now (writes go out during the call),
+    /// then set the timer for the next turn. True if completions are waiting.
+    fn advance(&self) -> bool {
         let Notifier::Inline(watch) = &self.notifier else { return false };
         let mut watcher = self.watcher.borrow_mut();
-        let waiting = watcher.turn();
+        let waiting = watcher.advance();
         if let Some(watch) = watch.borrow().as_ref() {
             watch.set_timeout(watcher.timeout());
         }
@@ -191,7 +191,7 @@ fn submit(env: Env, args: &[Value]) -> Result<Value> {
         });
     }
     handle.watcher.borrow().submit(batch);
-    env.boolean(handle.turn())
+    env.boolean(handle.advance())
 }
 
 /// "unix:<path>" or an IP address with `port`.

@@ -139,9 +139,7 @@ impl Poller {
         }
     }
 
-    /// One round: wait up to `timeout` for readiness, take the submissions,
-    /// advance every socket that can move, expire deadlines, publish. Returns
-    /// false, having done nothing, once the watcher is closing.
+    /// One round: wait up to `timeout` for readiness, then [`Poller::advance`].
     pub fn turn(&mut self, timeout: Option<Duration>) -> bool {
         if let Err(e) = self.poll.poll(&mut self.events, timeout) {
             assert!(e.kind() == std::io::ErrorKind::Interrupted, "poll failed: {e}");
@@ -149,6 +147,15 @@ impl Poller {
         for event in self.events.iter() {
             note_readiness(&mut self.conns, &mut self.ready, event);
         }
+        self.advance()
+    }
+
+    /// Takes the submissions, advances every socket that can move, expires
+    /// deadlines and publishes, without asking the kernel for readiness (an
+    /// inline consumer does this right after submitting: new readiness wakes
+    /// it through the poll descriptor anyway). Returns false, having done
+    /// nothing, once the watcher is closing.
+    pub fn advance(&mut self) -> bool {
         let closing = {
             let mut state = self.shared.lock();
             std::mem::swap(&mut state.submissions, &mut self.incoming);

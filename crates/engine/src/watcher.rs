@@ -170,6 +170,15 @@ impl Watcher {
         !self.shared.lock().completions.is_empty()
     }
 
+    /// [`Watcher::turn`] without asking the kernel for readiness: what a
+    /// consumer runs right after submitting, so that writes go out at once.
+    pub fn advance(&mut self) -> bool {
+        if let Driver::Inline(Some(poller)) = &mut self.driver {
+            poller.advance();
+        }
+        !self.shared.lock().completions.is_empty()
+    }
+
     /// For an inline watcher, the descriptor that turns readable when a turn has work.
     pub fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
         match &self.driver {
