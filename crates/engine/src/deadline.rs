@@ -12,24 +12,28 @@ use crate::op::{ConnId, ReqId};
 
 #[derive(Default)]
 pub(crate) struct Deadlines {
-    heap: BinaryHeap<Reverse<(Instant, ConnId, ReqId)>>,
+    /// (when, order of arrival, connection, request): equal deadlines expire
+    /// in the order they were set, so one connection's requests stay in order.
+    heap: BinaryHeap<Reverse<(Instant, u64, ConnId, ReqId)>>,
+    added: u64,
     compact_at: usize,
 }
 
 impl Deadlines {
     pub fn add(&mut self, at: Instant, conn: ConnId, req: ReqId) {
-        self.heap.push(Reverse((at, conn, req)));
+        self.added += 1;
+        self.heap.push(Reverse((at, self.added, conn, req)));
     }
 
     /// How long the poller may sleep before the earliest deadline.
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
-        self.heap.peek().map(|Reverse((at, _, _))| at.saturating_duration_since(now))
+        self.heap.peek().map(|Reverse((at, ..))| at.saturating_duration_since(now))
     }
 
     /// The next entry that is due at `now`, if any.
     pub fn pop_due(&mut self, now: Instant) -> Option<(ConnId, ReqId)> {
         match self.heap.peek() {
-            Some(Reverse((at, _, _))) if *at <= now => self.heap.pop().map(|Reverse((_, c, r))| (c, r)),
+            Some(Reverse((at, ..))) if *at <= now => self.heap.pop().map(|Reverse((_, _, c, r))| (c, r)),
             _ => None,
         }
     }
@@ -38,7 +42,7 @@ impl Deadlines {
     /// the last compaction, so the cost stays proportional to the work done.
     pub fn compact(&mut self, is_pending: impl Fn(ConnId, ReqId) -> bool) {
         if self.heap.len() >= self.compact_at.max(1024) {
-            self.heap.retain(|Reverse((_, conn, req))| is_pending(*conn, *req));
+            self.heap.retain(|Reverse((_, _, conn, req))| is_pending(*conn, *req));
             self.compact_at = 2 * self.heap.len();
         }
     }
@@ -59,6 +63,17 @@ mod tests {
         assert_eq!(d.pop_due(now + Duration::from_millis(15)), Some((2, 20)));
         assert_eq!(d.pop_due(now + Duration::from_millis(25)), Some((1, 10)));
         assert_eq!(d.timeout(now), None);
+    }
+
+    #[test]
+    fn equal_deadlines_expire_in_the_order_they_were_set() {
+        let now = Instant::now();
+        let mut d = Deadlines::default();
+        for req in [9, 3, 7] {
+            d.add(now, 1, req);
+        }
+        let order: Vec<_> = std::iter::from_fn(|| d.pop_due(now)).map(|(_, r)| r).collect();
+        assert_eq!(order, vec![9, 3, 7]);
     }
 
     #[test]
