@@ -93,6 +93,7 @@ export declare class Watcher implements AsyncIterable<OpResult[]> {
     private readonly freeRequestSlots;
     private queue;
     private flushScheduled;
+    /** Views of record memory the native side owns and reads or writes in place. */
     private submitRecords;
     private takeRecords;
     /** Requests handed to the engine and not yet taken back. */
@@ -158,6 +159,7 @@ export declare class Watcher implements AsyncIterable<OpResult[]> {
     private scheduleFlush;
     /** Hands every queued request to the engine in one call. */
     private flush;
+    private resizeRecords;
     private finish;
     private onReady;
     private settleWaiter;

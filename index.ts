@@ -109,16 +109,23 @@ export type Deadline = Date | number
 // ---- the native side -------------------------------------------------------
 
 interface Native {
-  createWatcher(onReady: () => void, bufferSize: number, swapSize: number, cpu: number, inline: boolean): object
-  swapBuffers(handle: object): ArrayBuffer[]
-  /** True when completions are already waiting (inline mode). */
-  submit(handle: object, records: Int32Array, count: number, extras: unknown[]): boolean
-  take(handle: object, records: Int32Array): number
-  copyOwned(handle: object, index: number, target: Uint8Array): void
-  keepAlive(handle: object, on: boolean): void
-  close(handle: object): void
-  listen(handle: object, conn: number, host: string, port: number, path: string, backlog: number, reusePort: boolean): number
-  adopt(handle: object, conn: number, fd: number): number
+  createWatcher(onReady: () => void, bufferSize: number, swapSize: number, cpu: number, inline: boolean): NativeWatcher
+}
+
+/** The native side of one watcher: methods bound to its state (src/lib.rs). */
+interface NativeWatcher {
+  /** Fresh record memory: [submission records, completion records], lengths in fields. */
+  records(submitLen: number, takeLen: number): ArrayBuffer[]
+  swapBuffers(): ArrayBuffer[]
+  /** Reads `count` records from the submission memory. True when completions are already waiting (inline mode). */
+  submit(count: number, extras: unknown[]): boolean
+  /** Writes the completions into the completion memory; returns how many. */
+  take(): number
+  copyOwned(index: number, target: Uint8Array): void
+  keepAlive(on: boolean): void
+  close(): void
+  listen(conn: number, host: string, port: number, path: string, backlog: number, reusePort: boolean): number
+  adopt(conn: number, fd: number): number
 }
 
 function platformSuffix(): string {
@@ -262,14 +269,14 @@ interface Request {
 // waiting keeps the watcher alive even if nothing else refers to it.
 const waiting = new Set<Watcher>()
 
-const closeForgottenWatcher = new FinalizationRegistry<object>((handle) => native.close(handle))
+const closeForgottenWatcher = new FinalizationRegistry<NativeWatcher>((handle) => handle.close())
 
 /**
  * One poller thread with the connections given to it. Submit requests with a
  * context value each; `waitIO()` resolves with the completions, in batches.
  */
 export class Watcher implements AsyncIterable<OpResult[]> {
-  private readonly handle: object
+  private readonly handle: NativeWatcher
   private readonly bufferSize: number
   private readonly swap: Uint8Array[]
   private readonly ids = new ConnIds()
@@ -280,8 +287,9 @@ export class Watcher implements AsyncIterable<OpResult[]> {
   private readonly freeRequestSlots: number[] = []
   private queue: number[] = []
   private flushScheduled = false
-  private submitRecords = new Int32Array(64 * SUBMIT_FIELDS)
-  private takeRecords = new Int32Array(64 * TAKE_FIELDS)
+  /** Views of record memory the native side owns and reads or writes in place. */
+  private submitRecords!: Int32Array
+  private takeRecords!: Int32Array
   /** Requests handed to the engine and not yet taken back. */
   private inEngine = 0
   /** Requests not yet delivered by waitIO(): while there are any, the process stays alive. */
@@ -304,7 +312,8 @@ export class Watcher implements AsyncIterable<OpResult[]> {
     // forgotten watcher could never be collected.
     const self = new WeakRef(this)
     this.handle = native.createWatcher(() => self.deref()?.onReady(), bufferSize, swapSize, cpu, mode === 'inline')
-    this.swap = native.swapBuffers(this.handle).map((b) => new Uint8Array(b))
+    this.swap = this.handle.swapBuffers().map((b) => new Uint8Array(b))
+    this.resizeRecords(64 * SUBMIT_FIELDS, 64 * TAKE_FIELDS)
     closeForgottenWatcher.register(this, this.handle, this)
     this.forgottenConns = new FinalizationRegistry((id) => this.release(id))
   }
@@ -331,7 +340,7 @@ export class Watcher implements AsyncIterable<OpResult[]> {
     this.flush()
     const state = this.newState(true)
     try {
-      const bound = native.listen(this.handle, state.id, host, port, path, backlog, reusePort)
+      const bound = this.handle.listen(state.id, host, port, path, backlog, reusePort)
       if (bound < 0) throw errorFromCode(-bound)
       const listener = new Listener(state, bound, path || host)
       this.track(state, listener)
@@ -459,7 +468,7 @@ export class Watcher implements AsyncIterable<OpResult[]> {
     if (this.closed) return
     this.flush()
     this.closed = true
-    native.close(this.handle)
+    this.handle.close()
     closeForgottenWatcher.unregister(this)
     // collect() takes this.local itself (and replaces it): keep what it returns.
     this.local = this.collect()
@@ -515,7 +524,7 @@ export class Watcher implements AsyncIterable<OpResult[]> {
     }
     this.flush()
     const state = this.newState(false)
-    const adopted = native.adopt(this.handle, state.id, fd)
+    const adopted = this.handle.adopt(state.id, fd)
     if (adopted < 0) {
       this.ids.release(state.id)
       throw errorFromCode(-adopted)
@@ -595,8 +604,8 @@ export class Watcher implements AsyncIterable<OpResult[]> {
     const before = this.outstanding
     this.outstanding += delta
     if (this.closed) return
-    if (before === 0 && this.outstanding > 0) native.keepAlive(this.handle, true)
-    else if (before > 0 && this.outstanding === 0) native.keepAlive(this.handle, false)
+    if (before === 0 && this.outstanding > 0) this.handle.keepAlive(true)
+    else if (before > 0 && this.outstanding === 0) this.handle.keepAlive(false)
   }
 
   private scheduleFlush(): void {
@@ -612,7 +621,7 @@ export class Watcher implements AsyncIterable<OpResult[]> {
     if (queue.length === 0 || this.closed) return
     this.queue = []
     if (this.submitRecords.length < queue.length * SUBMIT_FIELDS) {
-      this.submitRecords = new Int32Array(2 * queue.length * SUBMIT_FIELDS)
+      this.resizeRecords(2 * queue.length * SUBMIT_FIELDS, this.takeRecords.length)
     }
     const records = this.submitRecords
     const extras: unknown[] = []
@@ -648,7 +657,13 @@ export class Watcher implements AsyncIterable<OpResult[]> {
       else this.inEngine++
     }
     // Inline, the writes went out during the call and completions may be waiting already.
-    if (native.submit(this.handle, records, count, extras)) this.onReady()
+    if (this.handle.submit(count, extras)) this.onReady()
+  }
+
+  private resizeRecords(submitLen: number, takeLen: number): void {
+    const [submit, take] = this.handle.records(submitLen, takeLen)
+    this.submitRecords = new Int32Array(submit)
+    this.takeRecords = new Int32Array(take)
   }
 
   private finish(slot: number): Request {
@@ -702,10 +717,10 @@ export class Watcher implements AsyncIterable<OpResult[]> {
   /** Takes the engine's completions and any local results, as result objects. */
   private collect(): OpResult[] {
     if (this.takeRecords.length < this.inEngine * TAKE_FIELDS) {
-      this.takeRecords = new Int32Array(2 * this.inEngine * TAKE_FIELDS)
+      this.resizeRecords(this.submitRecords.length, 2 * this.inEngine * TAKE_FIELDS)
     }
     const records = this.takeRecords
-    const count = native.take(this.handle, records)
+    const count = this.handle.take()
     const results = this.takeLocal()
     for (let i = 0; i < count; i++) {
       const at = i * TAKE_FIELDS
@@ -738,7 +753,7 @@ export class Watcher implements AsyncIterable<OpResult[]> {
     if (request.buffer.byteLength < size) {
       return this.resultOf(request, 0, new GaioError('ERR_BUFFER_DETACHED', 'the buffer was detached before the read completed'))
     }
-    if (where === WHERE_OWNED) native.copyOwned(this.handle, offset, request.buffer)
+    if (where === WHERE_OWNED) this.handle.copyOwned(offset, request.buffer)
     else request.buffer.set(this.swap[where].subarray(offset, offset + size))
     return this.resultOf(request, size, error)
   }

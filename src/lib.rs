@@ -5,20 +5,24 @@
 //! ways: by a poller thread of its own, which tells JS a batch is waiting
 //! through a threadsafe function (the one thing it touches here); or inline,
 //! by Node's event loop watching the engine's poll descriptor, with each
-//! turn run on the JS thread and writes attempted during `submit`. What
-//! crosses is flat: submissions arrive as an Int32Array of records plus an
-//! array of the write buffers and connect addresses they point at;
-//! completions leave as an Int32Array of records the facade turns into result
-//! objects. The record layouts are mirrored in index.ts.
+//! turn run on the JS thread and writes attempted during `submit`.
+//!
+//! `createWatcher` returns an object of methods bound to the watcher's native
+//! state, so a call needs no lookup. What crosses is flat: submissions are
+//! records the facade writes into memory this side owns, plus an array of
+//! the write buffers and connect addresses they point at; completions leave
+//! as records written into memory this side owns, which the facade turns into
+//! result objects. The record layouts are mirrored in index.ts.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
+use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gaio_engine::{Address, Completion, Data, Error as EngineError, Options, Submission, Watcher};
-use node_api::{Env, Error, LoopWatch, Result, ThreadsafeFunction, TypeTag, TypedArrayKind, Value, Wake};
+use node_api::{Env, Error, LoopWatch, Method, Result, ThreadsafeFunction, Value, Wake};
 
 /// Submission record: [kind, req, conn, arg, extra, deadline ms or -1].
 const SUBMIT_FIELDS: usize = 6;
@@ -35,14 +39,16 @@ const KIND_ACCEPT: i32 = 3;
 const KIND_CONNECT: i32 = 4;
 const KIND_FREE: i32 = 5;
 
-const WATCHER_TAG: TypeTag = TypeTag { lower: 0x6761_696f_5f77_6174, upper: 0x6368_6572_5f76_3031 };
-
 /// What a JS Watcher holds on the native side.
 struct Handle {
     watcher: RefCell<Watcher>,
     notifier: Notifier,
     /// Bytes of the read-full completions of the latest take, by index.
     owned: RefCell<Vec<Vec<u8>>>,
+    /// Where the facade writes submission records.
+    submit_records: RefCell<Rc<Records>>,
+    /// Where completion records are written for the facade.
+    take_records: RefCell<Rc<Records>>,
 }
 
 /// How JS learns that completions are waiting.
@@ -51,6 +57,16 @@ enum Notifier {
     Thread(Arc<Mutex<Option<ThreadsafeFunction>>>),
     /// Node's loop watches the engine's poll descriptor; None once closed.
     Inline(RefCell<Option<LoopWatch>>),
+}
+
+/// Record memory shared with JS through an external ArrayBuffer. Cells,
+/// because JS writes it between our calls while we hold a shared reference.
+struct Records(Box<[Cell<i32>]>);
+
+impl Records {
+    fn new(len: usize) -> Rc<Records> {
+        Rc::new(Records((0..len).map(|_| Cell::new(0)).collect()))
+    }
 }
 
 impl Drop for Handle {
@@ -65,6 +81,16 @@ impl Drop for Handle {
 }
 
 impl Handle {
+    fn new(watcher: Watcher, notifier: Notifier) -> Handle {
+        Handle {
+            watcher: RefCell::new(watcher),
+            notifier,
+            owned: RefCell::default(),
+            submit_records: RefCell::new(Records::new(0)),
+            take_records: RefCell::new(Records::new(0)),
+        }
+    }
+
     /// Inline, after a submit: advance now (writes go out during the call),
     /// then set the timer for the next turn. True if completions are waiting.
     fn advance(&self) -> bool {
@@ -78,11 +104,7 @@ impl Handle {
     }
 }
 
-fn handle(env: Env, value: &Value) -> Result<&Handle> {
-    env.unwrap(value, &WATCHER_TAG, "watcher handle")
-}
-
-/// createWatcher(onReady, bufferSize, swapSize, cpu, inline) -> handle
+/// createWatcher(onReady, bufferSize, swapSize, cpu, inline) -> the methods below.
 fn create_watcher(env: Env, args: &[Value]) -> Result<Value> {
     let options = Options {
         swap_read_size: env.to_u32(args[1], "bufferSize")? as usize,
@@ -90,10 +112,27 @@ fn create_watcher(env: Env, args: &[Value]) -> Result<Value> {
         cpu: usize::try_from(env.to_i32(args[3], "cpu")?).ok(),
         inline: env.to_bool(args[4], "inline")?,
     };
-    if options.inline {
-        return create_inline_watcher(env, args[0], options);
+    let handle = if options.inline { inline_handle(env, args[0], options)? } else { threaded_handle(env, args[0], options)? };
+    let methods: [(&str, Method<Handle>); 9] = [
+        ("records", records),
+        ("swapBuffers", swap_buffers),
+        ("submit", submit),
+        ("take", take),
+        ("copyOwned", copy_owned),
+        ("keepAlive", keep_alive),
+        ("close", close),
+        ("listen", listen),
+        ("adopt", adopt),
+    ];
+    let object = env.object()?;
+    for (name, f) in methods {
+        env.set_named(object, name, env.method(name, &handle, f)?)?;
     }
-    let tsfn = env.threadsafe_function(args[0], "gaio.onReady")?;
+    Ok(object)
+}
+
+fn threaded_handle(env: Env, on_ready: Value, options: Options) -> Result<Rc<Handle>> {
+    let tsfn = env.threadsafe_function(on_ready, "gaio.onReady")?;
     // Nothing outstanding yet: a new watcher must not hold the process open.
     tsfn.set_ref(env, false)?;
     let ready = Arc::new(Mutex::new(Some(tsfn)));
@@ -103,75 +142,73 @@ fn create_watcher(env: Env, args: &[Value]) -> Result<Value> {
             tsfn.call();
         }
     };
-    let watcher = Watcher::new(options, notify).map_err(os_error)?;
-    let handle = Handle { watcher: RefCell::new(watcher), notifier: Notifier::Thread(ready), owned: RefCell::default() };
-    env.wrap(handle, &WATCHER_TAG)
+    let watcher = Watcher::new(options, notify).map_err(start_error)?;
+    Ok(Rc::new(Handle::new(watcher, Notifier::Thread(ready))))
 }
 
-fn create_inline_watcher(env: Env, on_ready: Value, options: Options) -> Result<Value> {
-    let watcher = Watcher::new(options, || {}).map_err(os_error)?;
+fn inline_handle(env: Env, on_ready: Value, options: Options) -> Result<Rc<Handle>> {
+    let watcher = Watcher::new(options, || {}).map_err(start_error)?;
     let fd = watcher.poll_fd().expect("an inline watcher has a poll descriptor");
-    let notifier = Notifier::Inline(RefCell::new(None));
-    let object = env.wrap(Handle { watcher: RefCell::new(watcher), notifier, owned: RefCell::default() }, &WATCHER_TAG)?;
-    let handle: *const Handle = handle(env, &object)?;
+    let handle = Rc::new(Handle::new(watcher, Notifier::Inline(RefCell::new(None))));
+    // Weak: the handle owns the watch, and the watch must not keep it alive.
+    let weak: Weak<Handle> = Rc::downgrade(&handle);
     let on_wake = Box::new(move || {
-        // SAFETY: the Handle owns the watch and closes it in its Drop, before
-        // it is freed, so no callback outlives it.
-        let handle = unsafe { &*handle };
+        let Some(handle) = weak.upgrade() else { return Wake { call_js: false, timeout: None } };
         let mut watcher = handle.watcher.borrow_mut();
         Wake { call_js: watcher.turn(), timeout: watcher.timeout() }
     });
     let watch = env.loop_watch(fd, on_ready, on_wake)?;
-    // SAFETY: as above; the object, and so the Handle, is alive during this call.
-    if let Notifier::Inline(slot) = unsafe { &(*handle).notifier } {
+    if let Notifier::Inline(slot) = &handle.notifier {
         slot.replace(Some(watch));
     }
-    Ok(object)
+    Ok(handle)
 }
 
-/// swapBuffers(handle) -> [ArrayBuffer, ArrayBuffer] over the engine's swap arenas.
-fn swap_buffers(env: Env, args: &[Value]) -> Result<Value> {
-    let handle = handle(env, &args[0])?;
+/// records(submitLen, takeLen) -> [Int32 ArrayBuffer, Int32 ArrayBuffer]:
+/// fresh record memory of those lengths (in fields), replacing the old.
+fn records(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
+    let list = env.array(2)?;
+    for (i, (slot, what)) in [(&handle.submit_records, "submitLen"), (&handle.take_records, "takeLen")].into_iter().enumerate() {
+        let len = env.to_u32(args[i], what)? as usize;
+        let memory = Records::new(len);
+        let data = memory.0.as_ptr() as *mut u8;
+        // SAFETY: the Rc handed over keeps the memory alive as long as the
+        // ArrayBuffer; Rust only touches it through Cells, on the JS thread.
+        let buffer = unsafe { env.external_arraybuffer(data, len * 4, Box::new(memory.clone()))? };
+        slot.replace(memory);
+        env.set_element(list, i as u32, buffer)?;
+    }
+    Ok(list)
+}
+
+/// swapBuffers() -> [ArrayBuffer, ArrayBuffer] over the engine's swap arenas.
+fn swap_buffers(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
     let watcher = handle.watcher.borrow();
     let list = env.array(2)?;
     for (i, arena) in watcher.arenas().iter().enumerate() {
         // SAFETY: the Arc handed over keeps the memory alive as long as the
         // ArrayBuffer; JS reads only regions the engine has published and
         // does not refill before the next take (see crates/engine/src/arena.rs).
-        let buffer = unsafe { env.external_arraybuffer(arena.as_ptr(), arena.len(), Box::new(arena.clone()))? };
+        let buffer = unsafe { env.external_arraybuffer(arena.as_ptr(), arena.size(), Box::new(arena.clone()))? };
         env.set_element(list, i as u32, buffer)?;
     }
     Ok(list)
 }
 
-fn int32_records(env: Env, value: Value, what: &str) -> Result<node_api::TypedArray> {
-    let records = env.typed_array(value, what)?;
-    if records.kind() != TypedArrayKind::Int32 {
-        return Err(Error::Type(format!("{what} must be an Int32Array")));
-    }
-    Ok(records)
-}
-
-fn field(bytes: &[u8], index: usize) -> i32 {
-    i32::from_ne_bytes(bytes[4 * index..4 * index + 4].try_into().expect("four bytes"))
-}
-
-/// submit(handle, records, count, extras) -> completions waiting (inline only):
-/// one crossing for a batch of requests.
-fn submit(env: Env, args: &[Value]) -> Result<Value> {
-    let handle = handle(env, &args[0])?;
-    let records = int32_records(env, args[1], "records")?;
-    let count = env.to_u32(args[2], "count")? as usize;
-    if count * SUBMIT_FIELDS > records.element_len() {
-        return Err(Error::Range("count exceeds the records".into()));
-    }
-    let extras = args[3];
-    let bytes = records.bytes();
+/// submit(count, extras) -> completions waiting (inline only): one crossing
+/// for a batch of requests whose records are in the submission memory.
+fn submit(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
+    let count = env.to_u32(args[0], "count")? as usize;
+    let extras = args[1];
+    let records = handle.submit_records.borrow().clone();
+    let fields = records
+        .0
+        .get(..count * SUBMIT_FIELDS)
+        .ok_or_else(|| Error::Range("count exceeds the submission records".into()))?;
     let now = Instant::now();
     let mut batch = Vec::with_capacity(count);
-    for i in 0..count {
-        let at = i * SUBMIT_FIELDS;
-        let [kind, req, conn, arg, extra, deadline] = std::array::from_fn(|f| field(bytes, at + f));
+    for record in fields.chunks_exact(SUBMIT_FIELDS) {
+        let [kind, req, conn, arg, extra, deadline] = std::array::from_fn(|f| record[f].get());
         let (req, conn) = (req as u32, conn as u32);
         let deadline = u64::try_from(deadline).ok().map(|ms| now + Duration::from_millis(ms));
         let len = || usize::try_from(arg).map_err(|_| Error::Range("length must not be negative".into()));
@@ -216,23 +253,22 @@ fn error_code(error: EngineError) -> i32 {
     }
 }
 
-/// take(handle, records) -> count: the completions since the last take, as records.
-fn take(env: Env, args: &[Value]) -> Result<Value> {
-    let handle = handle(env, &args[0])?;
-    let mut records = int32_records(env, args[1], "records")?;
-    if let Some(failure) = handle.watcher.borrow().failure() {
+/// take() -> count: the completions since the last take, as records in the
+/// completion memory.
+fn take(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
+    let records = handle.take_records.borrow().clone();
+    let capacity = records.0.len() / TAKE_FIELDS;
+    let mut watcher = handle.watcher.borrow_mut();
+    if let Some(failure) = watcher.failure() {
         return Err(Error::Code { code: "ERR_INTERNAL_PANIC".into(), message: format!("gaio poller failed: {failure}") });
     }
-    let capacity = records.element_len() / TAKE_FIELDS;
-    let mut watcher = handle.watcher.borrow_mut();
     let batch = watcher
         .take_up_to(capacity)
         .map_err(|needed| Error::Range(format!("records hold {capacity} completions, {needed} are waiting")))?;
     let mut owned = handle.owned.borrow_mut();
     owned.clear();
-    let out = records.bytes_mut();
     let count = batch.completions.len();
-    for (i, completion) in batch.completions.into_iter().enumerate() {
+    for (completion, out) in batch.completions.into_iter().zip(records.0.chunks_exact(TAKE_FIELDS)) {
         let Completion { req, size, error, data } = completion;
         let (place, offset) = match data {
             Data::None => (WHERE_NONE, 0),
@@ -243,19 +279,17 @@ fn take(env: Env, args: &[Value]) -> Result<Value> {
             }
         };
         let record = [req as i32, size as i32, error.map_or(0, error_code), place, offset];
-        for (f, value) in record.into_iter().enumerate() {
-            let at = 4 * (i * TAKE_FIELDS + f);
-            out[at..at + 4].copy_from_slice(&value.to_ne_bytes());
+        for (cell, value) in out.iter().zip(record) {
+            cell.set(value);
         }
     }
     env.uint32(count as u32)
 }
 
-/// copyOwned(handle, index, target): the bytes of a read-full completion into the caller's buffer.
-fn copy_owned(env: Env, args: &[Value]) -> Result<Value> {
-    let handle = handle(env, &args[0])?;
-    let index = env.to_u32(args[1], "index")? as usize;
-    let mut target = env.typed_array(args[2], "target")?;
+/// copyOwned(index, target): the bytes of a read-full completion into the caller's buffer.
+fn copy_owned(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
+    let index = env.to_u32(args[0], "index")? as usize;
+    let mut target = env.typed_array(args[1], "target")?;
     let owned = handle.owned.borrow();
     let bytes = owned.get(index).ok_or_else(|| Error::Range("no such completion bytes".into()))?;
     let target = target.bytes_mut();
@@ -264,10 +298,9 @@ fn copy_owned(env: Env, args: &[Value]) -> Result<Value> {
     env.undefined()
 }
 
-/// keepAlive(handle, on): whether pending requests hold the process open.
-fn keep_alive(env: Env, args: &[Value]) -> Result<Value> {
-    let handle = handle(env, &args[0])?;
-    let on = env.to_bool(args[1], "on")?;
+/// keepAlive(on): whether pending requests hold the process open.
+fn keep_alive(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
+    let on = env.to_bool(args[0], "on")?;
     match &handle.notifier {
         Notifier::Thread(ready) => {
             let ready = ready.lock().unwrap_or_else(|e| e.into_inner());
@@ -282,9 +315,8 @@ fn keep_alive(env: Env, args: &[Value]) -> Result<Value> {
     env.undefined()
 }
 
-/// close(handle): stops the poller; its last completions stay for one more take.
-fn close(env: Env, args: &[Value]) -> Result<Value> {
-    let handle = handle(env, &args[0])?;
+/// close(): stops the poller; its last completions stay for one more take.
+fn close(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
     handle.watcher.borrow_mut().close();
     // Releasing lets the event loop forget the notifier.
     match &handle.notifier {
@@ -294,15 +326,14 @@ fn close(env: Env, args: &[Value]) -> Result<Value> {
     env.undefined()
 }
 
-/// listen(handle, conn, host, port, path, backlog, reusePort) -> port, or -errno.
-fn listen(env: Env, args: &[Value]) -> Result<Value> {
-    let handle = handle(env, &args[0])?;
-    let conn = env.to_i32(args[1], "conn")? as u32;
-    let host = env.to_string(args[2], "host")?;
-    let port = env.to_i32(args[3], "port")?;
-    let path = env.to_string(args[4], "path")?;
-    let backlog = env.to_u32(args[5], "backlog")?;
-    let reuse_port = env.to_bool(args[6], "reusePort")?;
+/// listen(conn, host, port, path, backlog, reusePort) -> port, or -errno.
+fn listen(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
+    let conn = env.to_i32(args[0], "conn")? as u32;
+    let host = env.to_string(args[1], "host")?;
+    let port = env.to_i32(args[2], "port")?;
+    let path = env.to_string(args[3], "path")?;
+    let backlog = env.to_u32(args[4], "backlog")?;
+    let reuse_port = env.to_bool(args[5], "reusePort")?;
     let address = if path.is_empty() { parse_address(&host, port)? } else { Address::Unix(path.clone().into()) };
     let bound = gaio_engine::listen(&address, backlog, reuse_port)
         .and_then(|fd| gaio_engine::local_port(fd.as_fd()).map(|port| (fd, port)));
@@ -316,11 +347,10 @@ fn listen(env: Env, args: &[Value]) -> Result<Value> {
     }
 }
 
-/// adopt(handle, conn, fd) -> 0 or -errno: takes a duplicate of a connected socket.
-fn adopt(env: Env, args: &[Value]) -> Result<Value> {
-    let handle = handle(env, &args[0])?;
-    let conn = env.to_i32(args[1], "conn")? as u32;
-    let fd = env.to_i32(args[2], "fd")?;
+/// adopt(conn, fd) -> 0 or -errno: takes a duplicate of a connected socket.
+fn adopt(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
+    let conn = env.to_i32(args[0], "conn")? as u32;
+    let fd = env.to_i32(args[1], "fd")?;
     match gaio_engine::dup(fd) {
         Ok(fd) => {
             handle.watcher.borrow().submit([Submission::AdoptStream { conn, fd }]);
@@ -330,26 +360,14 @@ fn adopt(env: Env, args: &[Value]) -> Result<Value> {
     }
 }
 
-fn os_error(e: std::io::Error) -> Error {
+fn start_error(e: std::io::Error) -> Error {
     Error::Code { code: "ERR_WATCHER_START".into(), message: format!("cannot start the watcher: {e}") }
 }
 
 fn init(env: Env, exports: Value) -> Result<Value> {
-    let functions: [(&str, node_api::Callback); 10] = [
-        ("createWatcher", create_watcher),
-        ("swapBuffers", swap_buffers),
-        ("submit", submit),
-        ("take", take),
-        ("copyOwned", copy_owned),
-        ("keepAlive", keep_alive),
-        ("close", close),
-        ("listen", listen),
-        ("adopt", adopt),
-        ("_panic", |_, _| panic!("deliberate panic for the boundary test")),
-    ];
-    for (name, f) in functions {
-        env.set_named(exports, name, env.function(name, f)?)?;
-    }
+    env.set_named(exports, "createWatcher", env.function("createWatcher", create_watcher)?)?;
+    let panic: node_api::Callback = |_, _| panic!("deliberate panic for the boundary test");
+    env.set_named(exports, "_panic", env.function("_panic", panic)?)?;
     Ok(exports)
 }
 

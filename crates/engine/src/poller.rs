@@ -36,7 +36,8 @@ const CONNECTS_PER_TURN: usize = 128;
 /// What the poller and the consumer share.
 pub(crate) struct Shared {
     pub state: Mutex<State>,
-    pub waker: Waker,
+    /// Dropped at close, so that a closed watcher holds no descriptor.
+    pub waker: Mutex<Option<Waker>>,
     pub notify: Box<dyn Fn() + Send + Sync>,
     /// How many takes the consumer made; written under `state`'s lock.
     pub takes: AtomicU64,
@@ -63,6 +64,13 @@ impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         // A poisoned lock only means a panic elsewhere; the state itself stays consistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the poller out of its poll (nothing once closed).
+    pub fn wake(&self) {
+        if let Some(waker) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = waker.wake();
+        }
     }
 }
 
@@ -381,7 +389,7 @@ impl Poller {
         state.notified |= notify;
         drop(state);
         if retry_now {
-            let _ = self.shared.waker.wake();
+            self.shared.wake();
         }
         if notify {
             (self.shared.notify)();

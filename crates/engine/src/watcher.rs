@@ -80,7 +80,7 @@ impl Watcher {
         let waker = Waker::new(poll.registry(), WAKER)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
-            waker,
+            waker: Mutex::new(Some(waker)),
             notify: Box::new(notify),
             takes: AtomicU64::new(0),
             wake_on_submit: !options.inline,
@@ -121,7 +121,7 @@ impl Watcher {
         // A non-empty queue already has a wake-up on its way; an inline
         // consumer runs the next turn itself.
         if wake && self.shared.wake_on_submit {
-            let _ = self.shared.waker.wake();
+            self.shared.wake();
         }
     }
 
@@ -146,7 +146,7 @@ impl Watcher {
         let wake = std::mem::take(&mut state.starved);
         drop(state);
         if wake {
-            let _ = self.shared.waker.wake();
+            self.shared.wake();
         }
         Ok(Batch { completions, arenas: &self.arenas })
     }
@@ -204,7 +204,7 @@ impl Watcher {
         match &mut self.driver {
             Driver::Thread(thread) => {
                 let Some(thread) = thread.take() else { return };
-                let _ = self.shared.waker.wake();
+                self.shared.wake();
                 // run_guarded catches panics, so join only fails if the thread was killed.
                 let _ = thread.join();
             }
@@ -216,6 +216,7 @@ impl Watcher {
             }
         }
         self.shared.lock().stopped = true;
+        self.shared.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 

@@ -3,8 +3,9 @@
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::rc::Rc;
 
-use crate::error::panic_error;
+use crate::error::{guard, panic_error};
 use crate::sys;
 use crate::{Env, Error, Result, Value, ValueType};
 
@@ -13,6 +14,16 @@ pub type Callback = fn(Env, &[Value]) -> Result<Value>;
 
 /// How many arguments an exported function receives; missing ones are `undefined`.
 pub const MAX_ARGS: usize = 8;
+
+/// A native function bound to a state: it gets `&T` straight from the call,
+/// with no lookup or type check (it cannot be called with another state).
+pub type Method<T> = fn(Env, &T, &[Value]) -> Result<Value>;
+
+/// What a bound function's data pointer holds; freed when the function is collected.
+struct Bound<T> {
+    f: Method<T>,
+    state: Rc<T>,
+}
 
 type CreateError = unsafe extern "C" fn(
     sys::napi_env,
@@ -40,6 +51,31 @@ impl Env {
             )
         })
         .map(Value)
+    }
+
+    /// Creates a JS function that calls `f` with `state` (shared: the state
+    /// lives as long as the last function bound to it), otherwise like
+    /// [`Env::function`]. For per-object methods on a hot path: the state
+    /// comes with the call instead of from an unwrap.
+    pub fn method<T: 'static>(self, name: &str, state: &Rc<T>, f: Method<T>) -> Result<Value> {
+        let bound = Box::into_raw(Box::new(Bound { f, state: Rc::clone(state) }));
+        // SAFETY: see `env` module docs; `name` has an explicit length.
+        let func = self.out("napi_create_function", |out| unsafe {
+            sys::napi_create_function(self.0, name.as_ptr().cast(), name.len(), Some(method_trampoline::<T>), bound.cast(), out)
+        });
+        let func = match func {
+            Ok(func) => func,
+            Err(e) => {
+                // SAFETY: the function was not created, so nothing else holds `bound`.
+                drop(unsafe { Box::from_raw(bound) });
+                return Err(e);
+            }
+        };
+        // SAFETY: see `env` module docs; from here the finalizer owns `bound`.
+        let status = unsafe { sys::napi_add_finalizer(self.0, func, bound.cast(), Some(drop_bound::<T>), ptr::null_mut(), ptr::null_mut()) };
+        // Without a finalizer the state would leak, never dangle: report, do not free.
+        self.check("napi_add_finalizer", status)?;
+        Ok(Value(func))
     }
 
     /// Calls `func` with `this = recv`. If it throws, the exception stays
@@ -109,24 +145,40 @@ unsafe extern "C" fn trampoline(
 ) -> sys::napi_value {
     let env = Env(env);
     env.run(|| {
-        let mut argc = MAX_ARGS;
-        let mut argv = [ptr::null_mut(); MAX_ARGS];
-        let mut data = ptr::null_mut();
-        // SAFETY: Node called us with a live env and callback info; `argv` has
-        // room for `argc` handles and Node pads it with `undefined`.
-        let status = unsafe {
-            sys::napi_get_cb_info(
-                env.0,
-                info,
-                &mut argc,
-                argv.as_mut_ptr(),
-                ptr::null_mut(),
-                &mut data,
-            )
-        };
-        env.check("napi_get_cb_info", status)?;
+        let (argv, data) = callback_args(env, info)?;
         // SAFETY: `data` is the `Callback` that `Env::function` registered with this trampoline.
         let f = unsafe { std::mem::transmute::<*mut c_void, Callback>(data) };
-        f(env, &argv.map(Value))
+        f(env, &argv)
     })
+}
+
+/// The call's arguments, padded with `undefined` to [`MAX_ARGS`], and its data pointer.
+fn callback_args(env: Env, info: sys::napi_callback_info) -> Result<([Value; MAX_ARGS], *mut c_void)> {
+    let mut argc = MAX_ARGS;
+    let mut argv = [ptr::null_mut(); MAX_ARGS];
+    let mut data = ptr::null_mut();
+    // SAFETY: Node called us with a live env and callback info; `argv` has
+    // room for `argc` handles and Node pads it with `undefined`.
+    let status = unsafe { sys::napi_get_cb_info(env.0, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), &mut data) };
+    env.check("napi_get_cb_info", status)?;
+    Ok((argv.map(Value), data))
+}
+
+/// The native callback behind every [`Env::method`].
+unsafe extern "C" fn method_trampoline<T: 'static>(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    let env = Env(env);
+    env.run(|| {
+        let (argv, data) = callback_args(env, info)?;
+        // SAFETY: `data` is the `Bound<T>` that `Env::method` registered with
+        // this trampoline; the function being called keeps it alive.
+        let bound = unsafe { &*data.cast::<Bound<T>>() };
+        (bound.f)(env, &bound.state, &argv)
+    })
+}
+
+unsafe extern "C" fn drop_bound<T>(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+    guard("bound function finalizer", || {
+        // SAFETY: `data` is the `Bound<T>` leaked by `Env::method`; Node finalizes once.
+        drop(unsafe { Box::from_raw(data.cast::<Bound<T>>()) });
+    });
 }

@@ -3,12 +3,13 @@
 //!
 //! # Threading
 //!
-//! [`Env`], [`Value`], [`TypedArray`] and [`Ref`] belong to the JS thread and
+//! [`Env`], [`Value`] and [`TypedArray`] belong to the JS thread and
 //! are only valid inside the native callback that produced them: they are
-//! `!Send`, and must not be stored past the callback's return (keep a
-//! [`Ref`] to hold on to a JS value across callbacks).
+//! `!Send`, and must not be stored past the callback's return. Native state
+//! reaches JS as functions bound to it ([`Env::method`]).
 //! [`ThreadsafeFunction`] is the one thing usable from other threads: it
-//! queues a call that Node later runs on the JS thread.
+//! queues a call that Node later runs on the JS thread. [`LoopWatch`] lets
+//! native code do its I/O on the JS thread from Node's own event loop.
 //!
 //! # Errors and panics
 //!
@@ -35,15 +36,13 @@ mod function;
 pub mod sys;
 mod tsfn;
 mod typed_array;
-mod wrap;
 
 pub use env::{Env, Value, ValueType};
 pub use error::{Error, Result};
 pub use event_loop::{LoopWatch, Wake};
-pub use function::{Callback, MAX_ARGS};
+pub use function::{Callback, Method, MAX_ARGS};
 pub use tsfn::ThreadsafeFunction;
 pub use typed_array::{TypedArray, TypedArrayKind};
-pub use wrap::{Ref, TypeTag};
 
 /// Defines the symbols Node looks up when it loads the addon; `init` is a
 /// `fn(Env, Value) -> Result<Value>` that receives and returns `exports`.

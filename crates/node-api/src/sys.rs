@@ -90,12 +90,6 @@ pub type napi_threadsafe_function_call_mode = i32;
 pub const napi_tsfn_nonblocking: napi_threadsafe_function_call_mode = 0;
 pub const napi_tsfn_blocking: napi_threadsafe_function_call_mode = 1;
 
-#[repr(C)]
-pub struct napi_type_tag {
-    pub lower: u64,
-    pub upper: u64,
-}
-
 // C function pointers may be NULL, hence `Option`.
 pub type napi_callback =
     Option<unsafe extern "C" fn(env: napi_env, info: napi_callback_info) -> napi_value>;
@@ -246,31 +240,6 @@ extern "C" {
         -> napi_status;
     pub fn napi_fatal_exception(env: napi_env, err: napi_value) -> napi_status;
 
-    pub fn napi_wrap(
-        env: napi_env,
-        js_object: napi_value,
-        native_object: *mut c_void,
-        finalize_cb: napi_finalize,
-        finalize_hint: *mut c_void,
-        result: *mut napi_ref,
-    ) -> napi_status;
-    pub fn napi_unwrap(
-        env: napi_env,
-        js_object: napi_value,
-        result: *mut *mut c_void,
-    ) -> napi_status;
-    pub fn napi_type_tag_object(
-        env: napi_env,
-        value: napi_value,
-        type_tag: *const napi_type_tag,
-    ) -> napi_status;
-    pub fn napi_check_object_type_tag(
-        env: napi_env,
-        value: napi_value,
-        type_tag: *const napi_type_tag,
-        result: *mut bool,
-    ) -> napi_status;
-
     pub fn napi_create_reference(
         env: napi_env,
         value: napi_value,
@@ -327,6 +296,14 @@ extern "C" {
     ) -> napi_status;
 
     pub fn napi_get_global(env: napi_env, result: *mut napi_value) -> napi_status;
+    pub fn napi_add_finalizer(
+        env: napi_env,
+        js_object: napi_value,
+        finalize_data: *mut c_void,
+        finalize_cb: napi_finalize,
+        finalize_hint: *mut c_void,
+        result: *mut napi_ref,
+    ) -> napi_status;
     pub fn napi_get_uv_event_loop(env: napi_env, loop_: *mut uv_loop_t) -> napi_status;
     pub fn napi_open_handle_scope(env: napi_env, result: *mut napi_handle_scope) -> napi_status;
     pub fn napi_close_handle_scope(env: napi_env, scope: napi_handle_scope) -> napi_status;
