@@ -205,12 +205,13 @@ fn submit(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
         .0
         .get(..count * SUBMIT_FIELDS)
         .ok_or_else(|| Error::Range("count exceeds the submission records".into()))?;
-    let now = Instant::now();
+    // Read the clock once per batch, and only for a batch with deadlines.
+    let mut now = None;
     let mut batch = Vec::with_capacity(count);
     for record in fields.chunks_exact(SUBMIT_FIELDS) {
         let [kind, req, conn, arg, extra, deadline] = std::array::from_fn(|f| record[f].get());
         let (req, conn) = (req as u32, conn as u32);
-        let deadline = u64::try_from(deadline).ok().map(|ms| now + Duration::from_millis(ms));
+        let deadline = u64::try_from(deadline).ok().map(|ms| *now.get_or_insert_with(Instant::now) + Duration::from_millis(ms));
         let len = || usize::try_from(arg).map_err(|_| Error::Range("length must not be negative".into()));
         batch.push(match kind {
             KIND_READ | KIND_READ_FULL => Submission::Read { req, conn, len: len()?, full: kind == KIND_READ_FULL, deadline },

@@ -20,6 +20,10 @@ pub(crate) struct Deadlines {
 }
 
 impl Deadlines {
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
     pub fn add(&mut self, at: Instant, conn: ConnId, req: ReqId) {
         self.added += 1;
         self.heap.push(Reverse((at, self.added, conn, req)));
