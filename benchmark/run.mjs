@@ -1,131 +1,158 @@
-// The main job: this library against node:net in the same run, alternating.
-// Quick by default; --full for more runs and sizes. Client and server share
-// the machine's cores: each system is both client and server in this process,
-// as in gaio's own tests, so the client cost is part of every figure.
-import net from 'node:net'
-import { createRequire } from 'node:module'
-import { mkdirSync, writeFileSync } from 'node:fs'
+// The main job (`npm run bench`): every workload of benchmarks.md, every
+// system side by side in one run, alternating. See benchmark/README.md.
+//
+//   node benchmark/run.mjs [--full] [--only=id,id] [--systems=name,name]
+//
+// Quick by default (about two minutes on 2 cores); --full runs more rounds,
+// longer windows and more sweep points. Prints one table per workload, writes
+// benchmark/results/latest.json and latest.svg.
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { join } from 'node:path'
+import os from 'node:os'
+import { ROOT, buildCeiling, listenDrops, median, now, sleep } from './lib/common.mjs'
+import { table, svg } from './lib/report.mjs'
 
-const require = createRequire(import.meta.url)
-const { Watcher, OpType } = require('../index.js')
+const args = process.argv.slice(2)
+for (const a of args) {
+  if (!/^--(full|help|only=.+|systems=.+)$/.test(a)) {
+    console.error(`bench: unknown argument ${a}`)
+    process.exitCode = 2
+  }
+}
+if (process.exitCode || args.includes('--help')) {
+  console.log('usage: node benchmark/run.mjs [--full] [--only=workload,...] [--systems=system,...]  (see benchmark/README.md)')
+  process.exit()
+}
+const option = (name) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1].split(',')
+const full = args.includes('--full')
 
-const full = process.argv.includes('--full')
-const RUNS = full ? 7 : 3
-const MESSAGE = 1024
-// Both systems open connections the same way: at most this many connects in
-// flight, the next one started as one completes. (All at once overflows any
-// listen backlog and measures the kernel's one-second SYN retransmit.)
-const CONNECTING = 1024
+/** What quick and full use (benchmark/README.md explains each); runs are per system. */
+const MODE = full
+  ? {
+      name: 'full',
+      runs: { default: 7, sweep: 5, chat: 3, 'idle-mem': 3, http: 3, 'http-c1000': 3 },
+      echoMs: 2000,
+      sweepConns: [1024, 2048, 3072, 4096, 6144, 8192],
+      chatMs: 10_000,
+      chatWarmMs: 1000,
+      httpSeconds: 5,
+    }
+  : {
+      name: 'quick',
+      runs: { default: 3, sweep: 2, chat: 1, 'idle-mem': 2, http: 2, 'http-c1000': 2 },
+      echoMs: 500,
+      sweepConns: [1024, 2048, 4096, 8192],
+      chatMs: 3000,
+      chatWarmMs: 500,
+      httpSeconds: 1,
+    }
 
-/** gaio: a listener, `conns` connects, each writes MESSAGE bytes and reads them back. */
-async function gaioEcho(conns, size) {
-  const w = new Watcher()
-  const ln = w.listen({ host: '127.0.0.1', port: 0 })
-  const payload = Buffer.alloc(size, 7)
-  const start = process.hrtime.bigint()
-  for (let i = 0; i < Math.min(conns, 512); i++) w.accept('server', ln)
-  let started = Math.min(conns, CONNECTING)
-  for (let i = 0; i < started; i++) w.connect({ got: 0 }, { host: '127.0.0.1', port: ln.port })
-  let accepted = 0
-  let finished = 0
-  while (finished < conns) {
-    for (const r of await w.waitIO()) {
-      if (r.error?.code === 'EOF' && r.context === 'server') {
-        w.free(r.conn)
-        continue
+const started = now()
+
+// ---- build if needed ------------------------------------------------------------
+
+if (!existsSync(join(ROOT, 'index.js')) || !readdirSync(ROOT).some((f) => /^gaio\..+\.node$/.test(f))) {
+  console.log('bench: the addon is not built; running npm run build')
+  const r = spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' })
+  if (r.status !== 0) process.exit(r.status ?? 1)
+}
+const ceilingProblem = buildCeiling()
+
+// Imported after the build: they load the addon.
+const { SYSTEM_NAMES, inlineSupport } = await import('./systems/index.mjs')
+const workloadModules = await Promise.all(
+  ['echo-64k', 'echo-128b', 'c8k', 'sweep', 'tiny', 'chat', 'idle-mem', 'http'].map((m) => import(`./workloads/${m}.mjs`)),
+)
+const WORKLOADS = workloadModules.flatMap((m) => Object.values(m).filter((w) => w?.id && w.run))
+
+// ---- what can run here ------------------------------------------------------------
+
+const unavailable = {}
+const inline = inlineSupport()
+if (!inline.ok) unavailable['gaio-inline'] = inline.why
+if (ceilingProblem) unavailable['rust-engine'] = ceilingProblem
+if (spawnSync('wrk', ['--version']).error) unavailable.wrk = 'wrk is not installed (npm run setup installs it)'
+
+const onlyWorkloads = option('only')
+const onlySystems = option('systems')
+const unknown = [
+  ...(onlyWorkloads ?? []).filter((id) => !WORKLOADS.some((w) => w.id === id)).map((id) => `no workload ${id}; there are ${WORKLOADS.map((w) => w.id).join(', ')}`),
+  ...(onlySystems ?? []).filter((s) => !SYSTEM_NAMES.includes(s)).map((s) => `no system ${s}; there are ${SYSTEM_NAMES.join(', ')}`),
+]
+if (unknown.length) {
+  for (const line of unknown) console.error(`bench: ${line}`)
+  process.exit(2)
+}
+
+console.log(`bench (${MODE.name}): ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), Node ${process.version}; client and server share these CPUs.`)
+for (const [what, why] of Object.entries(unavailable)) console.log(`bench: skipping ${what}: ${why}`)
+
+// ---- run ----------------------------------------------------------------------------
+
+const rows = []
+const failures = []
+const sweepPoints = {}
+
+for (const workload of WORKLOADS) {
+  if (onlyWorkloads && !onlyWorkloads.includes(workload.id)) continue
+  const missing = (workload.needs ?? []).filter((n) => unavailable[n])
+  if (missing.length) {
+    console.log(`\n${workload.id}: skipped (needs ${missing.join(', ')})`)
+    continue
+  }
+  const systems = workload.systems.filter((s) => !unavailable[s] && (!onlySystems || onlySystems.includes(s)))
+  const rounds = MODE.runs[workload.id] ?? MODE.runs.default
+  const values = Object.fromEntries(systems.map((s) => [s, []]))
+  const errors = {}
+  const drops = {}
+  const t0 = now()
+  for (let round = 0; round < rounds; round++) {
+    // Alternate, and rotate who goes first, so drift in the machine's state spreads over every system.
+    const order = systems.map((_, i) => systems[(i + round) % systems.length])
+    for (const system of order) {
+      const dropped = listenDrops()
+      try {
+        values[system].push(await workload.run(system, MODE))
+      } catch (e) {
+        errors[system] ??= { runs: 0, error: e.message.split('\n')[0] }
+        errors[system].runs++
       }
-      if (r.error) throw new Error(`${OpType[r.operation]}: ${r.error.code}`)
-      switch (r.operation) {
-        case OpType.Accept:
-          if (++accepted + 512 <= conns) w.accept('server', ln)
-          w.read('server', r.conn)
-          break
-        case OpType.Connect:
-          if (started < conns && ++started) w.connect({ got: 0 }, { host: '127.0.0.1', port: ln.port })
-          w.write(r.context, r.conn, payload)
-          w.read(r.context, r.conn)
-          break
-        case OpType.Read:
-          if (r.context === 'server') {
-            w.write('server', r.conn, r.buffer)
-            w.read('server', r.conn)
-          } else {
-            for (const byte of r.buffer) if (byte !== 7) throw new Error('corrupt echo')
-            r.context.got += r.size
-            if (r.context.got === size) finished++
-            else w.read(r.context, r.conn)
-          }
-          break
-      }
+      // A SYN dropped by a full listen queue costs a one-second retransmit: say so.
+      const lost = listenDrops() - dropped
+      if (lost > 0) drops[system] = (drops[system] ?? 0) + lost
+      await sleep(30) // let closed sockets go before the next system connects
     }
   }
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9
-  w.close()
-  return seconds
-}
-
-/** node:net written the way a Node user would. */
-function netEcho(conns, size) {
-  return new Promise((resolve, reject) => {
-    const sockets = []
-    const server = net.createServer((s) => {
-      sockets.push(s)
-      s.on('data', (d) => s.write(d))
-      s.on('error', () => {})
-    })
-    // The same backlog the watcher's listen uses, so neither loses SYNs the other keeps.
-    server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () => {
-      const { port } = server.address()
-      const payload = Buffer.alloc(size, 7)
-      const start = process.hrtime.bigint()
-      let finished = 0
-      let started = 0
-      const open = () => {
-        started++
-        let got = 0
-        const c = net.connect(port, '127.0.0.1', () => {
-          if (started < conns) open()
-          c.write(payload)
-        })
-        sockets.push(c)
-        c.on('error', reject)
-        c.on('data', (d) => {
-          for (const byte of d) if (byte !== 7) reject(new Error('corrupt echo'))
-          got += d.length
-          if (got === size && ++finished === conns) {
-            const seconds = Number(process.hrtime.bigint() - start) / 1e9
-            for (const s of sockets) s.destroy()
-            server.close(() => resolve(seconds))
-          }
-        })
+  for (const system of systems) {
+    const runs = values[system]
+    if (runs.length) {
+      for (const { metric, unit } of workload.metrics) {
+        const xs = runs.map((r) => r[metric])
+        rows.push({ workload: workload.id, system, metric, unit, median: median(xs), runs: xs })
       }
-      for (let i = 0; i < Math.min(conns, CONNECTING); i++) open()
-    })
-  })
+      if (runs[0].points) sweepPoints[system] = runs.flatMap((r) => r.points)
+    }
+    if (errors[system]) failures.push({ workload: workload.id, system, ...errors[system] })
+  }
+  console.log(table(workload, rows, failures, MODE))
+  for (const [system, n] of Object.entries(drops)) {
+    console.log(`  note: during ${system}'s runs the kernel dropped ${n} SYNs on full listen queues (each a 1 s retransmit; another process on the machine may be the cause)`)
+  }
+  console.log(`  (${(now() - t0).toFixed(1)} s)`)
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+// ---- write ----------------------------------------------------------------------------
 
-const workloads = [
-  { id: 'c8k', conns: 8192, size: MESSAGE },
-  { id: 'tiny', conns: 4096, size: 16 },
-]
-const results = []
-for (const { id, conns, size } of workloads) {
-  const runs = { gaio: [], 'node-net': [] }
-  for (let i = 0; i < RUNS; i++) {
-    runs.gaio.push(await gaioEcho(conns, size))
-    runs['node-net'].push(await netEcho(conns, size))
-  }
-  const base = median(runs['node-net'])
-  console.log(`\n${id}: ${conns} connections x ${size} B, first connect to last byte back (s), ${RUNS} runs`)
-  console.log('system      median    min      max      vs node:net')
-  for (const [system, xs] of Object.entries(runs)) {
-    const m = median(xs)
-    console.log(`${system.padEnd(10)} ${m.toFixed(3).padStart(7)}  ${Math.min(...xs).toFixed(3).padStart(7)}  ${Math.max(...xs).toFixed(3).padStart(7)}   ${(m / base).toFixed(2)}x`)
-    results.push({ workload: id, system, metric: 'seconds', unit: 's', median: m, runs: xs })
-  }
+const dir = join(ROOT, 'benchmark', 'results')
+mkdirSync(dir, { recursive: true })
+// The sweep's rows keep their points too, for whoever redraws the chart.
+for (const r of rows) if (r.workload === 'sweep' && sweepPoints[r.system]) r.points = sweepPoints[r.system]
+writeFileSync(join(dir, 'latest.json'), `${JSON.stringify(rows, null, 2)}\n`)
+const note = `gaio benchmark (${MODE.name}), ${new Date().toISOString().slice(0, 16)}Z, ${os.cpus().length} CPUs shared by client and server, Node ${process.version}`
+writeFileSync(join(dir, 'latest.svg'), svg(WORKLOADS, rows, sweepPoints, note))
+console.log(`\nwrote benchmark/results/latest.json and latest.svg (${(now() - started).toFixed(0)} s in all)`)
+if (failures.length) {
+  console.log(`${failures.length} system/workload pair(s) failed; see the tables above`)
+  process.exitCode = 1
 }
-mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
-writeFileSync(new URL('./results/latest.json', import.meta.url), JSON.stringify(results, null, 2))
-console.log('\nwrote benchmark/results/latest.json')
