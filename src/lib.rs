@@ -197,6 +197,9 @@ fn swap_buffers(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
 
 /// submit(count, extras) -> completions waiting (inline only): one crossing
 /// for a batch of requests whose records are in the submission memory.
+/// Inline, each is applied at once and a write goes out straight from the
+/// caller's buffer (no copy unless the socket cannot take it all); threaded,
+/// the batch is queued under one lock with one wake-up.
 fn submit(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
     let count = env.to_u32(args[0], "count")? as usize;
     let extras = args[1];
@@ -205,19 +208,25 @@ fn submit(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
         .0
         .get(..count * SUBMIT_FIELDS)
         .ok_or_else(|| Error::Range("count exceeds the submission records".into()))?;
+    let inline = matches!(handle.notifier, Notifier::Inline(_));
     // Read the clock once per batch, and only for a batch with deadlines.
     let mut now = None;
-    let mut batch = Vec::with_capacity(count);
+    let mut batch = Vec::new();
     for record in fields.chunks_exact(SUBMIT_FIELDS) {
         let [kind, req, conn, arg, extra, deadline] = std::array::from_fn(|f| record[f].get());
         let (req, conn) = (req as u32, conn as u32);
         let deadline = u64::try_from(deadline).ok().map(|ms| *now.get_or_insert_with(Instant::now) + Duration::from_millis(ms));
         let len = || usize::try_from(arg).map_err(|_| Error::Range("length must not be negative".into()));
-        batch.push(match kind {
+        let submission = match kind {
             KIND_READ | KIND_READ_FULL => Submission::Read { req, conn, len: len()?, full: kind == KIND_READ_FULL, deadline },
             KIND_WRITE => {
-                let data = env.typed_array(env.element(extras, extra as u32)?, "write buffer")?.bytes().to_vec();
-                Submission::Write { req, conn, data, deadline }
+                let data = env.typed_array(env.element(extras, extra as u32)?, "write buffer")?;
+                if inline {
+                    // No JS runs during this call, so the buffer stays put while it is written.
+                    handle.watcher.borrow_mut().write_now(req, conn, data.bytes(), deadline);
+                    continue;
+                }
+                Submission::Write { req, conn, data: data.bytes().to_vec(), deadline }
             }
             KIND_ACCEPT => Submission::Accept { req, listener: arg as u32, conn },
             KIND_CONNECT => {
@@ -226,7 +235,12 @@ fn submit(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
             }
             KIND_FREE => Submission::Free { conn },
             _ => return Err(Error::Range(format!("unknown submission kind {kind}"))),
-        });
+        };
+        if inline {
+            handle.watcher.borrow_mut().apply_now(submission);
+        } else {
+            batch.push(submission);
+        }
     }
     handle.watcher.borrow().submit(batch);
     env.boolean(handle.advance())

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::time::Instant;
 
 use crate::arena::SwapArenas;
 use crate::op::{Completion, ConnId, Data, Error, ReqId};
@@ -31,12 +32,14 @@ pub(crate) struct ReadRequest {
     /// Read-full requests fill memory of their own; swap reads use the arena.
     full: Option<Vec<u8>>,
     filled: usize,
+    deadline: Option<Instant>,
 }
 
 pub(crate) struct WriteRequest {
     pub req: ReqId,
     data: Vec<u8>,
     written: usize,
+    deadline: Option<Instant>,
 }
 
 pub(crate) struct AcceptRequest {
@@ -88,28 +91,53 @@ impl Conn {
         }
     }
 
-    pub fn push_read(&mut self, req: ReqId, len: usize, full: bool) {
+    pub fn push_read(&mut self, req: ReqId, len: usize, full: bool, deadline: Option<Instant>) {
         let full = full.then(Vec::new);
-        self.reads.push_back(ReadRequest { req, len, full, filled: 0 });
+        self.reads.push_back(ReadRequest { req, len, full, filled: 0, deadline });
     }
 
-    pub fn push_write(&mut self, req: ReqId, data: Vec<u8>) {
-        self.writes.push_back(WriteRequest { req, data, written: 0 });
+    pub fn push_write(&mut self, req: ReqId, data: Vec<u8>, deadline: Option<Instant>) {
+        self.writes.push_back(WriteRequest { req, data, written: 0, deadline });
+    }
+
+    /// Writes `data` at once when nothing is queued ahead of it, straight from
+    /// the caller's memory; only what the socket does not take is copied into
+    /// the queue. Returns the completion if the write is over.
+    pub fn write_now(&mut self, req: ReqId, data: &[u8], deadline: Option<Instant>) -> Option<Completion> {
+        let mut written = 0;
+        if self.writes.is_empty() && self.writable {
+            match sys::send_vectored(self.fd.as_fd(), &[IoSlice::new(data)]) {
+                Ok(n) if n == data.len() => return Some(Completion { req, size: n, error: None, data: Data::None }),
+                Ok(n) => {
+                    self.writable = false;
+                    written = n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Some(Completion { req, size: 0, error: Some(e.into()), data: Data::None }),
+            }
+        }
+        self.writes.push_back(WriteRequest { req, data: data.to_vec(), written, deadline });
+        None
     }
 
     pub fn has_request(&self, req: ReqId) -> bool {
         self.reads.iter().any(|r| r.req == req) || self.writes.iter().any(|w| w.req == req)
     }
 
-    /// Takes a read or write out of its queue (its deadline passed), with what it got done.
-    pub fn cancel(&mut self, req: ReqId, error: Error) -> Option<Completion> {
-        if let Some(i) = self.reads.iter().position(|r| r.req == req) {
+    /// Takes a read or write whose deadline has passed by `now` out of its
+    /// queue, with what it got done. Request ids are reused once a request
+    /// completes, so the deadline entry that led here may belong to an earlier
+    /// request with this id: a request with no deadline, or a later one, stays.
+    pub fn expire(&mut self, req: ReqId, now: Instant) -> Option<Completion> {
+        let due = |deadline: Option<Instant>| deadline.is_some_and(|at| at <= now);
+        if let Some(i) = self.reads.iter().position(|r| r.req == req && due(r.deadline)) {
             let read = self.reads.remove(i)?;
-            return Some(read.finish(Some(error), Data::None));
+            return Some(read.finish(Some(Error::Deadline), Data::None));
         }
-        let i = self.writes.iter().position(|w| w.req == req)?;
+        let i = self.writes.iter().position(|w| w.req == req && due(w.deadline))?;
         let write = self.writes.remove(i)?;
-        Some(Completion { req, size: write.written, error: Some(error), data: Data::None })
+        Some(Completion { req, size: write.written, error: Some(Error::Deadline), data: Data::None })
     }
 
     /// Completes every request still queued here with `error`.

@@ -21,7 +21,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::arena::SwapArenas;
 use crate::conn::{Conn, Kind, ReadProgress};
 use crate::deadline::Deadlines;
-use crate::op::{slot_of, Completion, ConnId, Error, Submission};
+use crate::op::{slot_of, Completion, ConnId, Error, ReqId, Submission};
 use crate::sys;
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -166,19 +166,9 @@ impl Poller {
     /// it through the poll descriptor anyway). Returns false, having done
     /// nothing, once the watcher is closing.
     pub fn advance(&mut self) -> bool {
-        let closing = {
-            let mut state = self.shared.lock();
-            std::mem::swap(&mut state.submissions, &mut self.incoming);
-            state.closing
-        };
-        if closing {
+        if !self.apply_queued() {
             return false;
         }
-        let mut incoming = std::mem::take(&mut self.incoming);
-        for submission in incoming.drain(..) {
-            self.apply(submission);
-        }
-        self.incoming = incoming;
         for _ in 0..CONNECTS_PER_TURN.min(self.connects.len()) {
             let Some(Submission::Connect { req, conn, addr }) = self.connects.pop_front() else { unreachable!() };
             if let Err(e) = sys::connect(&addr).and_then(|fd| self.insert(conn, fd, Kind::Connecting(req))) {
@@ -195,6 +185,50 @@ impl Poller {
         }
         self.publish(takes);
         true
+    }
+
+    /// Applies the queued submissions; false, leaving them for `shut_down`,
+    /// once the watcher is closing.
+    fn apply_queued(&mut self) -> bool {
+        let closing = {
+            let mut state = self.shared.lock();
+            std::mem::swap(&mut state.submissions, &mut self.incoming);
+            state.closing
+        };
+        if closing {
+            return false;
+        }
+        let mut incoming = std::mem::take(&mut self.incoming);
+        for submission in incoming.drain(..) {
+            self.apply(submission);
+        }
+        self.incoming = incoming;
+        true
+    }
+
+    /// Applies one submission now, after those already queued: how an inline
+    /// consumer submits, on the poller's own thread.
+    pub fn apply_now(&mut self, submission: Submission) {
+        if self.apply_queued() {
+            self.apply(submission);
+        } else {
+            self.incoming.push(submission);
+        }
+    }
+
+    /// An inline consumer's write: sent straight from `data` when the
+    /// connection has nothing queued ahead of it (no copy), else queued.
+    pub fn write_now(&mut self, req: ReqId, conn: ConnId, data: &[u8], deadline: Option<Instant>) {
+        if data.is_empty() || !self.apply_queued() {
+            return self.apply_now(Submission::Write { req, conn, data: data.to_vec(), deadline });
+        }
+        match self.stream_mut(conn) {
+            Ok(stream) => match stream.write_now(req, data, deadline) {
+                Some(completion) => self.done.push(completion),
+                None => self.after_push(conn, req, deadline),
+            },
+            Err(e) => self.done.push(Completion::failed(req, e)),
+        }
     }
 
     /// The descriptor that turns readable when a turn has work (epoll or kqueue).
@@ -227,14 +261,14 @@ impl Poller {
         match submission {
             Submission::Read { req, conn, len, full, deadline } => match self.stream_mut(conn) {
                 Ok(stream) => {
-                    stream.push_read(req, len, full);
+                    stream.push_read(req, len, full, deadline);
                     self.after_push(conn, req, deadline);
                 }
                 Err(e) => self.done.push(Completion::failed(req, e)),
             },
             Submission::Write { req, conn, data, deadline } => match self.stream_mut(conn) {
                 Ok(stream) => {
-                    stream.push_write(req, data);
+                    stream.push_write(req, data, deadline);
                     self.after_push(conn, req, deadline);
                 }
                 Err(e) => self.done.push(Completion::failed(req, e)),
@@ -367,7 +401,7 @@ impl Poller {
 
     fn expire(&mut self, now: Instant) {
         while let Some((conn, req)) = self.deadlines.pop_due(now) {
-            if let Some(completion) = self.conn_mut(conn).and_then(|c| c.cancel(req, Error::Deadline)) {
+            if let Some(completion) = self.conn_mut(conn).and_then(|c| c.expire(req, now)) {
                 self.done.push(completion);
             }
         }

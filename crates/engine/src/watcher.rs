@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use mio::{Poll, Waker};
 
 use crate::arena::{ArenaMemory, SwapArenas};
-use crate::op::{Completion, Data, Error, Submission};
+use crate::op::{Completion, ConnId, Data, Error, ReqId, Submission};
 use crate::poller::{Poller, Shared, State, WAKER};
 use crate::sys;
 
@@ -177,6 +177,26 @@ impl Watcher {
             poller.advance();
         }
         !self.shared.lock().completions.is_empty()
+    }
+
+    /// Submits one request now: an inline watcher applies it at once (after
+    /// anything queued); a threaded one queues it like [`Watcher::submit`].
+    pub fn apply_now(&mut self, submission: Submission) {
+        match &mut self.driver {
+            Driver::Inline(Some(poller)) => poller.apply_now(submission),
+            _ => self.submit([submission]),
+        }
+    }
+
+    /// Submits a write of `data`. An inline watcher sends it at once, straight
+    /// from `data`, when nothing is queued ahead of it on the connection, and
+    /// copies only what the socket did not take; a threaded one copies it all
+    /// and queues it.
+    pub fn write_now(&mut self, req: ReqId, conn: ConnId, data: &[u8], deadline: Option<std::time::Instant>) {
+        match &mut self.driver {
+            Driver::Inline(Some(poller)) => poller.write_now(req, conn, data, deadline),
+            _ => self.submit([Submission::Write { req, conn, data: data.to_vec(), deadline }]),
+        }
     }
 
     /// For an inline watcher, the descriptor that turns readable when a turn has work.

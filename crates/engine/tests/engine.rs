@@ -303,3 +303,21 @@ fn an_inline_watcher_does_the_work_in_the_callers_turns() {
     w.close();
     assert_eq!(w.poll_fd(), None);
 }
+
+#[test]
+fn a_stale_deadline_does_not_end_a_later_request_with_the_same_id() {
+    // Request ids are the submitter's to reuse once a request completes. A
+    // read with a deadline that completes early leaves its deadline entry
+    // behind; a later read with the same id and no deadline must outlive it.
+    let mut h = Harness::new(Options::default());
+    let mut client = h.accept_one(1, 2);
+    client.write_all(b"early").unwrap();
+    let deadline = Some(Instant::now() + Duration::from_millis(50));
+    h.submit(Submission::Read { req: 7, conn: 2, len: 64, full: false, deadline });
+    assert_eq!(h.wait_for(7).error, None);
+    h.submit(read(7, 2, 64)); // the same id, no deadline
+    std::thread::sleep(Duration::from_millis(150));
+    client.write_all(b"late").unwrap();
+    let got = h.wait_for(7);
+    assert_eq!((got.error, &got.bytes[..]), (None, &b"late"[..]));
+}
