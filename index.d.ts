@@ -12,19 +12,33 @@ export declare class GaioError extends Error {
     readonly errno?: number;
     constructor(code: string, message: string, errno?: number);
 }
+/** @internal What the watcher knows of one connection or listener: the object itself, to keep one per connection. */
+interface ConnState {
+    readonly id: number;
+    readonly listener: boolean;
+    /** Which watcher made it: ids are per watcher, so another's would name one of ours. */
+    readonly owner: number;
+    freed: boolean;
+}
 /** A connection owned by a watcher: accepted, connected, or delegated. */
-export declare class Conn {
-    /** @internal */ readonly state: ConnState;
-    /** @internal */ constructor(state: ConnState);
+export declare class Conn implements ConnState {
+    /** @internal */ readonly id: number;
+    /** @internal */ readonly owner: number;
+    /** @internal */ readonly listener = false;
+    /** @internal */ freed: boolean;
+    /** @internal */ constructor(id: number, owner: number);
 }
 /** A listening socket owned by a watcher. */
-export declare class Listener {
-    /** @internal */ readonly state: ConnState;
+export declare class Listener implements ConnState {
+    /** @internal */ readonly id: number;
+    /** @internal */ readonly owner: number;
+    /** @internal */ readonly listener = true;
+    /** @internal */ freed: boolean;
     /** The bound TCP port (0 for a Unix socket). */
     readonly port: number;
     /** The host it was bound to, or the Unix socket path. */
     readonly address: string;
-    /** @internal */ constructor(state: ConnState, port: number, address: string);
+    /** @internal */ constructor(id: number, owner: number, port: number, address: string);
 }
 /** What requests take as a connection: a Conn, or a net.Socket to delegate on first use. */
 export type ConnLike = Conn | Socket;
@@ -71,12 +85,6 @@ export interface ConnectOptions {
     path?: string;
 }
 export type Deadline = Date | number;
-/** @internal What the watcher knows of one connection or listener. */
-interface ConnState {
-    id: number;
-    listener: boolean;
-    freed: boolean;
-}
 /**
  * One poller thread with the connections given to it. Submit requests with a
  * context value each; `waitIO()` resolves with the completions, in batches.
@@ -87,8 +95,7 @@ export declare class Watcher implements AsyncIterable<OpResult[]> {
     private readonly swap;
     private readonly ids;
     private readonly sockets;
-    /** Every state this watcher made: ids are per watcher, so another watcher's Conn would name one of ours. */
-    private readonly states;
+    private readonly token;
     private readonly requests;
     private readonly freeRequestSlots;
     private queue;
@@ -138,9 +145,11 @@ export declare class Watcher implements AsyncIterable<OpResult[]> {
      * them, or else the next call does. Idempotent.
      */
     close(): void;
-    private newState;
+    private newConn;
+    /** The connection of a connect that failed before it had one. */
+    private deadConn;
     private own;
-    /** Ties a state to its user-facing object; a forgotten object frees the connection. */
+    /** A forgotten connection (`owner`: what the caller holds) is freed by the collector. */
     private track;
     private release;
     /** The state of a connection argument; a net.Socket is delegated on first use. */
@@ -150,10 +159,10 @@ export declare class Watcher implements AsyncIterable<OpResult[]> {
     private submitWrite;
     private enqueueOn;
     private enqueueConnect;
-    private enqueue;
     private push;
     private newRequest;
     private queueFree;
+    private queueFreeOf;
     /** Counts requests not yet delivered; the first keeps the process alive, the last lets it go. */
     private retain;
     private scheduleFlush;

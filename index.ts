@@ -33,23 +33,40 @@ export class GaioError extends Error {
   }
 }
 
+/** @internal What the watcher knows of one connection or listener: the object itself, to keep one per connection. */
+interface ConnState {
+  readonly id: number
+  readonly listener: boolean
+  /** Which watcher made it: ids are per watcher, so another's would name one of ours. */
+  readonly owner: number
+  freed: boolean
+}
+
 /** A connection owned by a watcher: accepted, connected, or delegated. */
-export class Conn {
-  /** @internal */ readonly state: ConnState
-  /** @internal */ constructor(state: ConnState) {
-    this.state = state
+export class Conn implements ConnState {
+  /** @internal */ readonly id: number
+  /** @internal */ readonly owner: number
+  /** @internal */ readonly listener = false
+  /** @internal */ freed = false
+  /** @internal */ constructor(id: number, owner: number) {
+    this.id = id
+    this.owner = owner
   }
 }
 
 /** A listening socket owned by a watcher. */
-export class Listener {
-  /** @internal */ readonly state: ConnState
+export class Listener implements ConnState {
+  /** @internal */ readonly id: number
+  /** @internal */ readonly owner: number
+  /** @internal */ readonly listener = true
+  /** @internal */ freed = false
   /** The bound TCP port (0 for a Unix socket). */
   readonly port: number
   /** The host it was bound to, or the Unix socket path. */
   readonly address: string
-  /** @internal */ constructor(state: ConnState, port: number, address: string) {
-    this.state = state
+  /** @internal */ constructor(id: number, owner: number, port: number, address: string) {
+    this.id = id
+    this.owner = owner
     this.port = port
     this.address = address
   }
@@ -242,28 +259,30 @@ class ConnIds {
   }
 }
 
-/** @internal What the watcher knows of one connection or listener. */
-interface ConnState {
-  id: number
-  listener: boolean
-  freed: boolean
+/** One request until it completes. A class, so every request has one shape (and a small one). */
+class Request {
+  constructor(
+    readonly kind: Kind,
+    readonly context: unknown,
+    /** What the caller passed as the connection (a Conn, Listener or net.Socket), handed back. */
+    readonly conn: ConnLike | Listener | null,
+    /** The connection it acts on; for Free, the one to close. */
+    readonly state: ConnState,
+    /** The caller's buffer: filled by reads, sent by writes; null for swap reads. */
+    readonly buffer: Uint8Array | null,
+    /** What the caller passed, handed back in the result. */
+    readonly given: Uint8Array | null,
+    readonly arg: number,
+    readonly delay: number,
+    /** Accept and connect: the new connection. */
+    readonly created: Conn | null = null,
+    /** Connect: where to. */
+    readonly address: string | null = null,
+  ) {}
 }
 
-interface Request {
-  kind: Kind
-  context: unknown
-  conn: ConnLike
-  state: ConnState
-  /** The caller's buffer: filled by reads, sent by writes; null for swap reads. */
-  buffer: Uint8Array | null
-  /** What the caller passed, handed back in the result. */
-  given: Uint8Array | null
-  arg: number
-  delay: number
-  /** Accept and connect: the new connection's state; connect: the address too. */
-  created?: ConnState
-  address?: string
-}
+/** Each watcher's mark on the connections it makes. */
+let watchers = 0
 
 // Watchers with a waitIO() in progress: like a goroutine blocked in WaitIO,
 // waiting keeps the watcher alive even if nothing else refers to it.
@@ -280,9 +299,8 @@ export class Watcher implements AsyncIterable<OpResult[]> {
   private readonly bufferSize: number
   private readonly swap: Uint8Array[]
   private readonly ids = new ConnIds()
-  private readonly sockets = new WeakMap<Socket, ConnState>()
-  /** Every state this watcher made: ids are per watcher, so another watcher's Conn would name one of ours. */
-  private readonly states = new WeakSet<ConnState>()
+  private readonly sockets = new WeakMap<Socket, Conn>()
+  private readonly token = ++watchers
   private readonly requests: (Request | undefined)[] = []
   private readonly freeRequestSlots: number[] = []
   private queue: number[] = []
@@ -338,24 +356,22 @@ export class Watcher implements AsyncIterable<OpResult[]> {
       port = integerIn(options.port ?? 0, 0, 65535, 'port')
     }
     this.flush()
-    const state = this.newState(true)
-    try {
-      const bound = this.handle.listen(state.id, host, port, path, backlog, reusePort)
-      if (bound < 0) throw errorFromCode(-bound)
-      const listener = new Listener(state, bound, path || host)
-      this.track(state, listener)
-      return listener
-    } catch (e) {
-      this.ids.release(state.id)
-      throw e
+    const id = this.ids.allocate()
+    const bound = this.handle.listen(id, host, port, path, backlog, reusePort)
+    if (bound < 0) {
+      this.ids.release(id)
+      throw errorFromCode(-bound)
     }
+    const listener = new Listener(id, this.token, bound, path || host)
+    this.track(listener)
+    return listener
   }
 
   /** Accepts one connection on `listener`; completes as OpType.Accept with the new Conn. */
   accept(context: unknown, listener: Listener): void {
     if (!(listener instanceof Listener)) throw new TypeError('listener must be a Listener')
-    this.own(listener.state)
-    this.enqueue(Kind.Accept, context, listener as unknown as ConnLike, listener.state, null, null, 0, NO_DEADLINE)
+    this.own(listener)
+    this.push(new Request(Kind.Accept, context, listener, listener, null, null, 0, NO_DEADLINE, this.newConn()))
   }
 
   /** Connects to a TCP address or Unix socket path; completes as OpType.Connect with the new Conn. */
@@ -375,7 +391,7 @@ export class Watcher implements AsyncIterable<OpResult[]> {
       this.retain(-1)
       if (err && !this.closed) {
         const failed = new GaioError(err.code ?? 'ENOTFOUND', err.message)
-        return this.deliverLocal({ operation: OpType.Connect, context, conn: new Conn(this.newState(false)), buffer: null, size: 0, isSwapBuffer: false, error: failed })
+        return this.deliverLocal({ operation: OpType.Connect, context, conn: this.deadConn(), buffer: null, size: 0, isSwapBuffer: false, error: failed })
       }
       this.enqueueConnect(context, address, port)
     })
@@ -383,7 +399,7 @@ export class Watcher implements AsyncIterable<OpResult[]> {
 
   /** Closes a connection or listener now; what was pending on it completes with ERR_CONN_CLOSED. Idempotent. */
   free(conn: ConnLike | Listener): void {
-    const state = conn instanceof Listener ? this.own(conn.state) : this.stateOf(conn as ConnLike, false)
+    const state = conn instanceof Listener ? this.own(conn) : this.stateOf(conn as ConnLike, false)
     if (state === undefined || state.freed || this.closed) return
     this.queueFree(state)
     this.flush()
@@ -478,32 +494,36 @@ export class Watcher implements AsyncIterable<OpResult[]> {
 
   // ---- internals ----
 
-  private newState(listener: boolean): ConnState {
-    const state = { id: this.ids.allocate(), listener, freed: false }
-    this.states.add(state)
+  private newConn(): Conn {
+    return new Conn(this.ids.allocate(), this.token)
+  }
+
+  /** The connection of a connect that failed before it had one. */
+  private deadConn(): Conn {
+    const conn = new Conn(-1, this.token)
+    conn.freed = true
+    return conn
+  }
+
+  private own<T extends ConnState>(state: T): T {
+    if (state.owner !== this.token) throw new TypeError('the connection belongs to another watcher')
     return state
   }
 
-  private own(state: ConnState): ConnState {
-    if (!this.states.has(state)) throw new TypeError('the connection belongs to another watcher')
-    return state
-  }
-
-  /** Ties a state to its user-facing object; a forgotten object frees the connection. */
-  private track(state: ConnState, owner: object): void {
+  /** A forgotten connection (`owner`: what the caller holds) is freed by the collector. */
+  private track(state: ConnState, owner: object = state): void {
     this.forgottenConns.register(owner, state.id, state)
   }
 
   private release(id: number): void {
     if (this.closed) return
-    this.queue.push(this.newRequest({ kind: Kind.Free, arg: id } as Request))
-    this.ids.release(id)
+    this.queueFreeOf(id)
     this.scheduleFlush()
   }
 
   /** The state of a connection argument; a net.Socket is delegated on first use. */
   private stateOf(conn: ConnLike, delegate: boolean): ConnState | undefined {
-    if (conn instanceof Conn) return this.own(conn.state)
+    if (conn instanceof Conn) return this.own(conn)
     if ((conn as unknown) instanceof Listener) throw new TypeError('reads and writes need a connection, not a listener')
     if (!(conn instanceof Socket)) throw new TypeError('conn must be a Conn or a net.Socket')
     const known = this.sockets.get(conn)
@@ -511,7 +531,7 @@ export class Watcher implements AsyncIterable<OpResult[]> {
     return this.delegate(conn)
   }
 
-  private delegate(socket: Socket): ConnState {
+  private delegate(socket: Socket): Conn {
     const handle = (socket as unknown as { _handle?: { fd?: number; readStop?: () => void } })._handle
     const fd = handle?.fd
     if (typeof fd !== 'number' || fd < 0) throw new TypeError('the net.Socket is not connected (no file descriptor)')
@@ -523,7 +543,7 @@ export class Watcher implements AsyncIterable<OpResult[]> {
       throw new GaioError('ERR_SOCKET_HAS_DATA', 'the net.Socket still has bytes queued for writing: delegate it once they are written (its write callback, or the drain event)')
     }
     this.flush()
-    const state = this.newState(false)
+    const state = this.newConn()
     const adopted = this.handle.adopt(state.id, fd)
     if (adopted < 0) {
       this.ids.release(state.id)
@@ -554,27 +574,17 @@ export class Watcher implements AsyncIterable<OpResult[]> {
     if (this.closed) {
       // Checked, but not delegated: a closed watcher leaves a net.Socket alone.
       this.stateOf(conn, false)
-      return this.deliverLocal(this.resultOf({ kind, context, conn, given } as Request, 0, errorFromCode(-4)))
+      return this.deliverLocal(this.resultOf(new Request(kind, context, conn, this.deadConn(), null, given, 0, NO_DEADLINE), 0, errorFromCode(-4)))
     }
     const state = this.stateOf(conn, true)!
     if (state.listener) throw new TypeError('reads and writes need a connection, not a listener')
-    this.enqueue(kind, context, conn, state, bytes, given, arg, delay)
+    this.push(new Request(kind, context, conn, state, bytes, given, arg, delay))
   }
 
   private enqueueConnect(context: unknown, address: string, port: number): void {
-    const created = this.newState(false)
-    const request = { kind: Kind.Connect, context, state: created, created, address, arg: port, delay: NO_DEADLINE } as Request
-    request.conn = new Conn(created)
-    this.track(created, request.conn)
-    this.push(request)
-  }
-
-  private enqueue(kind: Kind, context: unknown, conn: ConnLike, state: ConnState, buffer: Uint8Array | null, given: Uint8Array | null, arg: number, delay: number): void {
-    const request = { kind, context, conn, state, buffer, given, arg, delay } as Request
-    if (kind === Kind.Accept) {
-      request.created = this.newState(false)
-    }
-    this.push(request)
+    const created = this.newConn()
+    this.track(created)
+    this.push(new Request(Kind.Connect, context, created, created, null, null, port, NO_DEADLINE, created, address))
   }
 
   private push(request: Request): void {
@@ -595,8 +605,12 @@ export class Watcher implements AsyncIterable<OpResult[]> {
   private queueFree(state: ConnState): void {
     state.freed = true
     this.forgottenConns.unregister(state)
-    this.queue.push(this.newRequest({ kind: Kind.Free, arg: state.id } as Request))
-    this.ids.release(state.id)
+    this.queueFreeOf(state.id)
+  }
+
+  private queueFreeOf(id: number): void {
+    this.queue.push(this.newRequest(new Request(Kind.Free, null, null, this.deadConn(), null, null, id, NO_DEADLINE)))
+    this.ids.release(id)
   }
 
   /** Counts requests not yet delivered; the first keeps the process alive, the last lets it go. */
@@ -643,7 +657,7 @@ export class Watcher implements AsyncIterable<OpResult[]> {
         conn = request.created!.id
         arg = request.state.id
       } else if (request.kind === Kind.Connect) {
-        extra = extras.push(request.address) - 1
+        extra = extras.push(request.address!) - 1
       }
       const at = count * SUBMIT_FIELDS
       records[at] = request.kind
@@ -741,14 +755,14 @@ export class Watcher implements AsyncIterable<OpResult[]> {
         this.ids.release(created.id)
         created.freed = true
       }
-      const conn = request.kind === Kind.Connect ? request.conn : new Conn(created)
-      if (request.kind === Kind.Accept && !error) this.track(created, conn)
+      const conn = created
+      if (request.kind === Kind.Accept && !error) this.track(created)
       return { operation: request.kind === Kind.Accept ? OpType.Accept : OpType.Connect, context: request.context, conn, buffer: null, size: 0, isSwapBuffer: false, error }
     }
     if (request.kind === Kind.Write || where === WHERE_NONE || size === 0) return this.resultOf(request, size, error)
     if (request.buffer === null) {
       const view = this.swap[where].subarray(offset, offset + size)
-      return { operation: OpType.Read, context: request.context, conn: request.conn, buffer: view, size, isSwapBuffer: true, error }
+      return { operation: OpType.Read, context: request.context, conn: request.conn as ConnLike, buffer: view, size, isSwapBuffer: true, error }
     }
     if (request.buffer.byteLength < size) {
       return this.resultOf(request, 0, new GaioError('ERR_BUFFER_DETACHED', 'the buffer was detached before the read completed'))
@@ -760,6 +774,7 @@ export class Watcher implements AsyncIterable<OpResult[]> {
 
   private resultOf(request: Request, size: number, error: GaioError | null): OpResult {
     const operation = request.kind === Kind.Write ? OpType.Write : request.kind === Kind.Accept ? OpType.Accept : request.kind === Kind.Connect ? OpType.Connect : OpType.Read
-    return { operation, context: request.context, conn: request.conn, buffer: request.given, size, isSwapBuffer: false, error }
+    // A failed accept hands back its listener, as the request named it.
+    return { operation, context: request.context, conn: request.conn as ConnLike, buffer: request.given, size, isSwapBuffer: false, error }
   }
 }

@@ -21,9 +21,16 @@ const MAX_IOVECS: usize = 64;
 
 pub(crate) enum Kind {
     Stream,
-    Listener,
+    /// Boxed: what only listeners need stays out of every connection.
+    Listener(Box<Listening>),
     /// A connect in progress; its request completes when the socket turns writable.
     Connecting(ReqId),
+}
+
+pub(crate) struct Listening {
+    pub accepts: VecDeque<AcceptRequest>,
+    /// A Unix listener's socket file, removed when the listener closes (as Node and Go do).
+    pub socket_path: Option<PathBuf>,
 }
 
 pub(crate) struct ReadRequest {
@@ -59,9 +66,6 @@ pub(crate) struct Conn {
     pub queued: bool,
     reads: VecDeque<ReadRequest>,
     writes: VecDeque<WriteRequest>,
-    pub accepts: VecDeque<AcceptRequest>,
-    /// A Unix listener's socket file, removed when the listener closes (as Node and Go do).
-    pub socket_path: Option<PathBuf>,
 }
 
 /// What pumping reads ended with.
@@ -86,18 +90,16 @@ impl Conn {
             queued: false,
             reads: VecDeque::new(),
             writes: VecDeque::new(),
-            accepts: VecDeque::new(),
-            socket_path: None,
         }
     }
 
     pub fn push_read(&mut self, req: ReqId, len: usize, full: bool, deadline: Option<Instant>) {
         let full = full.then(Vec::new);
-        self.reads.push_back(ReadRequest { req, len, full, filled: 0, deadline });
+        push_one(&mut self.reads, ReadRequest { req, len, full, filled: 0, deadline });
     }
 
     pub fn push_write(&mut self, req: ReqId, data: Vec<u8>, deadline: Option<Instant>) {
-        self.writes.push_back(WriteRequest { req, data, written: 0, deadline });
+        push_one(&mut self.writes, WriteRequest { req, data, written: 0, deadline });
     }
 
     /// Writes `data` at once when nothing is queued ahead of it, straight from
@@ -117,7 +119,7 @@ impl Conn {
                 Err(e) => return Some(Completion { req, size: 0, error: Some(e.into()), data: Data::None }),
             }
         }
-        self.writes.push_back(WriteRequest { req, data: data.to_vec(), written, deadline });
+        push_one(&mut self.writes, WriteRequest { req, data: data.to_vec(), written, deadline });
         None
     }
 
@@ -144,10 +146,13 @@ impl Conn {
     pub fn fail_all(&mut self, error: Error, out: &mut Vec<Completion>) {
         out.extend(self.reads.drain(..).map(|r| r.finish(Some(error), Data::None)));
         out.extend(self.writes.drain(..).map(|w| Completion { req: w.req, size: w.written, error: Some(error), data: Data::None }));
-        out.extend(self.accepts.drain(..).map(|a| Completion::failed(a.req, error)));
-        if let Kind::Connecting(req) = self.kind {
-            out.push(Completion::failed(req, error));
-            self.kind = Kind::Stream;
+        match &mut self.kind {
+            Kind::Listener(listening) => out.extend(listening.accepts.drain(..).map(|a| Completion::failed(a.req, error))),
+            Kind::Connecting(req) => {
+                out.push(Completion::failed(*req, error));
+                self.kind = Kind::Stream;
+            }
+            Kind::Stream => {}
         }
     }
 
@@ -250,7 +255,17 @@ impl Conn {
     }
 }
 
-impl Drop for Conn {
+/// Queues a request, growing the queue one slot at a time at first: most
+/// connections have one read (and maybe one write) pending, and the default
+/// first allocation of four slots would cost every idle connection 200 bytes.
+fn push_one<T>(queue: &mut VecDeque<T>, item: T) {
+    if queue.len() == queue.capacity() && queue.capacity() < 4 {
+        queue.reserve_exact(1);
+    }
+    queue.push_back(item);
+}
+
+impl Drop for Listening {
     fn drop(&mut self) {
         if let Some(path) = self.socket_path.take() {
             let _ = std::fs::remove_file(path);

@@ -19,7 +19,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::arena::SwapArenas;
-use crate::conn::{Conn, Kind, ReadProgress};
+use crate::conn::{AcceptRequest, Conn, Kind, Listening, ReadProgress};
 use crate::deadline::Deadlines;
 use crate::op::{slot_of, Completion, ConnId, Error, ReqId, Submission};
 use crate::sys;
@@ -273,9 +273,9 @@ impl Poller {
                 }
                 Err(e) => self.done.push(Completion::failed(req, e)),
             },
-            Submission::Accept { req, listener, conn } => match self.conn_mut(listener) {
-                Some(l) if matches!(l.kind, Kind::Listener) => {
-                    l.accepts.push_back(crate::conn::AcceptRequest { req, conn });
+            Submission::Accept { req, listener, conn } => match self.conn_mut(listener).map(|l| &mut l.kind) {
+                Some(Kind::Listener(listening)) => {
+                    listening.accepts.push_back(AcceptRequest { req, conn });
                     self.schedule(slot_of(listener));
                 }
                 Some(_) => self.done.push(Completion::failed(req, Error::WrongKind)),
@@ -288,10 +288,8 @@ impl Poller {
                 let _ = sys::prepare_stream(fd.as_fd()).and_then(|()| self.insert(conn, fd, Kind::Stream));
             }
             Submission::AdoptListener { conn, fd, path } => {
-                let _ = self.insert(conn, fd, Kind::Listener);
-                if let Some(listener) = self.conn_mut(conn) {
-                    listener.socket_path = path;
-                }
+                let listening = Listening { accepts: VecDeque::new(), socket_path: path };
+                let _ = self.insert(conn, fd, Kind::Listener(Box::new(listening)));
             }
             Submission::Free { conn } => self.free(conn, Error::ConnClosed),
         }
@@ -348,7 +346,7 @@ impl Poller {
                         self.starved.push(slot);
                     }
                 }
-                Kind::Listener => self.pump_accepts(slot),
+                Kind::Listener(_) => self.pump_accepts(slot),
                 Kind::Connecting(req) if conn.writable || conn.hup => self.finish_connect(slot, req),
                 Kind::Connecting(_) => {}
             }
@@ -360,15 +358,16 @@ impl Poller {
     fn pump_accepts(&mut self, slot: usize) {
         let mut accepted = Vec::new();
         let Some(Some(listener)) = self.conns.get_mut(slot) else { return };
-        while listener.readable && !listener.accepts.is_empty() {
+        let Kind::Listener(listening) = &mut listener.kind else { return };
+        while listener.readable && !listening.accepts.is_empty() {
             match sys::accept(listener.fd.as_fd()) {
-                Ok(fd) => accepted.push((listener.accepts.pop_front().expect("not empty"), fd)),
+                Ok(fd) => accepted.push((listening.accepts.pop_front().expect("not empty"), fd)),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => listener.readable = false,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ECONNABORTED)) => {}
                 Err(e) => {
                     // EMFILE and friends: the connection stays in the backlog and
                     // the listener stays readable, so the next accept retries.
-                    let failed = listener.accepts.pop_front().expect("not empty");
+                    let failed = listening.accepts.pop_front().expect("not empty");
                     self.done.push(Completion::failed(failed.req, e.into()));
                     break;
                 }
