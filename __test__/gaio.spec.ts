@@ -748,6 +748,8 @@ test('free: a write blocked on a peer that does not read completes with ERR_CONN
   const conn = await connectTo(w, hangup.port)
   const tx = Buffer.alloc(32 * MiB, 1)
   w.write('big', conn, tx)
+  // A connect completes at the handshake; wait until Node has accepted too.
+  await within(5000, 'the peer accepts', (async () => { while (hangup.sockets.length === 0) await sleep(10) })())
   await sleep(200)
   t.is(hangup.sockets.length, 1)
   w.free(conn)
