@@ -132,6 +132,8 @@ impl SwapArenas {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
 
     #[test]
     fn refills_an_arena_only_two_takes_after_publishing_from_it() {
@@ -173,5 +175,99 @@ mod tests {
         arenas.published(0);
         let (a, off, space) = arenas.reserve(8, 1).unwrap();
         assert_eq!((a, off, space.len()), (1, 1, 7));
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// A read that wants `want` bytes and gets some of the room it is given.
+        Read { want: usize, got: Index },
+        Publish,
+        Take,
+    }
+
+    fn op(size: usize) -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1..=size + size / 2, any::<Index>()).prop_map(|(want, got)| Op::Read { want, got }),
+            2 => Just(Op::Publish),
+            1 => Just(Op::Take),
+        ]
+    }
+
+    /// Bytes the poller kept, tagged so that any later write over them shows.
+    struct Region {
+        arena: usize,
+        offset: usize,
+        len: usize,
+        tag: u8,
+        /// The take count when it was published.
+        published: Option<u64>,
+    }
+
+    impl Region {
+        /// Unpublished, or published and not yet two takes old.
+        fn live(&self, takes: u64) -> bool {
+            self.published.is_none_or(|at| takes < at + 2)
+        }
+    }
+
+    fn ops() -> impl Strategy<Value = (usize, Vec<Op>)> {
+        (1..48usize).prop_flat_map(|size| (Just(size), prop::collection::vec(op(size), 1..120)))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever the order of reads, publications and takes: space handed
+        /// out lies in its arena and never overlaps a live region; a region
+        /// keeps its bytes until it is two takes old; and once nothing is live
+        /// a read always gets room.
+        #[test]
+        fn live_regions_are_never_handed_out_again((size, ops) in ops()) {
+            let mut arenas = SwapArenas::new(size);
+            let memory = arenas.memory();
+            let mut takes = 0u64;
+            let mut regions: Vec<Region> = Vec::new();
+            let mut next_tag = 0u8;
+            for op in ops {
+                match op {
+                    Op::Read { want, got } => {
+                        let idle = regions.iter().all(|r| !r.live(takes));
+                        match arenas.reserve(want, takes) {
+                            Some((arena, offset, space)) => {
+                                let len = space.len();
+                                prop_assert!(len >= 1 && len <= want && offset + len <= size, "{len} bytes at {offset} for {want}");
+                                prop_assert!(!idle || len == want.min(size), "{len} bytes for {want} with nothing live");
+                                for r in regions.iter().filter(|r| r.live(takes) && r.arena == arena) {
+                                    prop_assert!(offset + len <= r.offset || r.offset + r.len <= offset,
+                                        "{offset}+{len} overlaps live {}+{} in arena {arena}", r.offset, r.len);
+                                }
+                                // Like recv: the whole space may be written, only `n` bytes kept.
+                                next_tag = next_tag.wrapping_add(1);
+                                space.fill(next_tag);
+                                let n = got.index(len + 1);
+                                arenas.commit(n);
+                                if n > 0 {
+                                    regions.push(Region { arena, offset, len: n, tag: next_tag, published: None });
+                                }
+                            }
+                            None => prop_assert!(!idle, "no room for {want} with nothing live"),
+                        }
+                    }
+                    Op::Publish => {
+                        arenas.published(takes);
+                        for r in regions.iter_mut().filter(|r| r.published.is_none()) {
+                            r.published = Some(takes);
+                        }
+                    }
+                    Op::Take => takes += 1,
+                }
+                for r in regions.iter().filter(|r| r.live(takes)) {
+                    // SAFETY: this thread is the only writer, and it is not writing now.
+                    let bytes = unsafe { memory[r.arena].bytes(r.offset, r.len) };
+                    prop_assert!(bytes.iter().all(|b| *b == r.tag), "region {}+{} in arena {} was overwritten", r.offset, r.len, r.arena);
+                }
+                regions.retain(|r| r.live(takes));
+            }
+        }
     }
 }

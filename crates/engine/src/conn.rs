@@ -9,10 +9,10 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::arena::SwapArenas;
+use crate::deadline::{Deadlines, Key};
 use crate::op::{Completion, ConnId, Data, Error, ReqId};
 use crate::sys;
 
@@ -23,14 +23,16 @@ pub(crate) enum Kind {
     Stream,
     /// Boxed: what only listeners need stays out of every connection.
     Listener(Box<Listening>),
-    /// A connect in progress; its request completes when the socket turns writable.
-    Connecting(ReqId),
+    /// A connect in progress; its request completes when the socket turns
+    /// writable, or fails when its deadline entry comes due first.
+    Connecting { req: ReqId, deadline: Option<Key> },
 }
 
 pub(crate) struct Listening {
     pub accepts: VecDeque<AcceptRequest>,
-    /// A Unix listener's socket file, removed when the listener closes (as Node and Go do).
-    pub socket_path: Option<PathBuf>,
+    /// The pause before the next retry after an accept ran out of resources;
+    /// zero when the last attempt did not (only the first failure is reported).
+    pub backoff: Duration,
 }
 
 pub(crate) struct ReadRequest {
@@ -39,14 +41,16 @@ pub(crate) struct ReadRequest {
     /// Read-full requests fill memory of their own; swap reads use the arena.
     full: Option<Vec<u8>>,
     filled: usize,
-    deadline: Option<Instant>,
+    deadline: Option<Key>,
 }
 
 pub(crate) struct WriteRequest {
     pub req: ReqId,
     data: Vec<u8>,
     written: usize,
-    deadline: Option<Instant>,
+    deadline: Option<Key>,
+    /// A close-write: no bytes; at the head of the queue it shuts the sending side down.
+    close: bool,
 }
 
 pub(crate) struct AcceptRequest {
@@ -93,19 +97,27 @@ impl Conn {
         }
     }
 
-    pub fn push_read(&mut self, req: ReqId, len: usize, full: bool, deadline: Option<Instant>) {
+    pub fn push_read(&mut self, req: ReqId, len: usize, full: bool, deadline: Option<Instant>, deadlines: &mut Deadlines) {
         let full = full.then(Vec::new);
+        let deadline = deadline.map(|at| deadlines.add(at, self.id));
         push_one(&mut self.reads, ReadRequest { req, len, full, filled: 0, deadline });
     }
 
-    pub fn push_write(&mut self, req: ReqId, data: Vec<u8>, deadline: Option<Instant>) {
-        push_one(&mut self.writes, WriteRequest { req, data, written: 0, deadline });
+    pub fn push_write(&mut self, req: ReqId, data: Vec<u8>, deadline: Option<Instant>, deadlines: &mut Deadlines) {
+        let deadline = deadline.map(|at| deadlines.add(at, self.id));
+        push_one(&mut self.writes, WriteRequest { req, data, written: 0, deadline, close: false });
+    }
+
+    /// Queues a half-close behind the writes already queued.
+    pub fn push_close_write(&mut self, req: ReqId) {
+        push_one(&mut self.writes, WriteRequest { req, data: Vec::new(), written: 0, deadline: None, close: true });
     }
 
     /// Writes `data` at once when nothing is queued ahead of it, straight from
     /// the caller's memory; only what the socket does not take is copied into
-    /// the queue. Returns the completion if the write is over.
-    pub fn write_now(&mut self, req: ReqId, data: &[u8], deadline: Option<Instant>) -> Option<Completion> {
+    /// the queue. Returns the completion if the write is over; a deadline is
+    /// set only for a write that has to wait.
+    pub fn write_now(&mut self, req: ReqId, data: &[u8], deadline: Option<Instant>, deadlines: &mut Deadlines) -> Option<Completion> {
         let mut written = 0;
         if self.writes.is_empty() && self.writable {
             match sys::send_vectored(self.fd.as_fd(), &[IoSlice::new(data)]) {
@@ -119,36 +131,33 @@ impl Conn {
                 Err(e) => return Some(Completion { req, size: 0, error: Some(e.into()), data: Data::None }),
             }
         }
-        push_one(&mut self.writes, WriteRequest { req, data: data.to_vec(), written, deadline });
+        let deadline = deadline.map(|at| deadlines.add(at, self.id));
+        push_one(&mut self.writes, WriteRequest { req, data: data.to_vec(), written, deadline, close: false });
         None
     }
 
-    pub fn has_request(&self, req: ReqId) -> bool {
-        self.reads.iter().any(|r| r.req == req) || self.writes.iter().any(|w| w.req == req)
-    }
-
-    /// Takes a read or write whose deadline has passed by `now` out of its
-    /// queue, with what it got done. Request ids are reused once a request
-    /// completes, so the deadline entry that led here may belong to an earlier
-    /// request with this id: a request with no deadline, or a later one, stays.
-    pub fn expire(&mut self, req: ReqId, now: Instant) -> Option<Completion> {
-        let due = |deadline: Option<Instant>| deadline.is_some_and(|at| at <= now);
-        if let Some(i) = self.reads.iter().position(|r| r.req == req && due(r.deadline)) {
+    /// Takes the read or write whose deadline entry `key` came due out of its
+    /// queue, with what it got done. The key is unique, so a later request
+    /// that reuses the request id is never mistaken for this one.
+    pub fn expire(&mut self, key: Key, deadlines: &mut Deadlines) -> Option<Completion> {
+        if let Some(i) = self.reads.iter().position(|r| r.deadline == Some(key)) {
             let read = self.reads.remove(i)?;
-            return Some(read.finish(Some(Error::Deadline), Data::None));
+            return Some(read.finish(Some(Error::Deadline), Data::None, deadlines));
         }
-        let i = self.writes.iter().position(|w| w.req == req && due(w.deadline))?;
-        let write = self.writes.remove(i)?;
-        Some(Completion { req, size: write.written, error: Some(Error::Deadline), data: Data::None })
+        let i = self.writes.iter().position(|w| w.deadline == Some(key))?;
+        Some(self.writes.remove(i)?.finish(Some(Error::Deadline), deadlines))
     }
 
     /// Completes every request still queued here with `error`.
-    pub fn fail_all(&mut self, error: Error, out: &mut Vec<Completion>) {
-        out.extend(self.reads.drain(..).map(|r| r.finish(Some(error), Data::None)));
-        out.extend(self.writes.drain(..).map(|w| Completion { req: w.req, size: w.written, error: Some(error), data: Data::None }));
+    pub fn fail_all(&mut self, error: Error, out: &mut Vec<Completion>, deadlines: &mut Deadlines) {
+        out.extend(self.reads.drain(..).map(|r| r.finish(Some(error), Data::None, deadlines)));
+        out.extend(self.writes.drain(..).map(|w| w.finish(Some(error), deadlines)));
         match &mut self.kind {
             Kind::Listener(listening) => out.extend(listening.accepts.drain(..).map(|a| Completion::failed(a.req, error))),
-            Kind::Connecting(req) => {
+            Kind::Connecting { req, deadline } => {
+                if let Some(key) = deadline.take() {
+                    deadlines.remove(key);
+                }
                 out.push(Completion::failed(*req, error));
                 self.kind = Kind::Stream;
             }
@@ -157,11 +166,18 @@ impl Conn {
     }
 
     /// Writes queued data until the queue is empty or the socket is full.
-    pub fn pump_writes(&mut self, out: &mut Vec<Completion>) {
+    pub fn pump_writes(&mut self, out: &mut Vec<Completion>, deadlines: &mut Deadlines) {
         while self.writable && !self.writes.is_empty() {
+            if self.writes.front().is_some_and(|w| w.close) {
+                // Every write queued before it has gone out.
+                let close = self.writes.pop_front().expect("head exists");
+                let error = sys::shutdown_write(self.fd.as_fd()).err().map(Error::from);
+                out.push(close.finish(error, deadlines));
+                continue;
+            }
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
-            for (slice, w) in slices.iter_mut().zip(&self.writes) {
+            for (slice, w) in slices.iter_mut().zip(self.writes.iter().take_while(|w| !w.close)) {
                 *slice = IoSlice::new(&w.data[w.written..]);
                 count += 1;
             }
@@ -170,19 +186,19 @@ impl Conn {
                 Ok(n) => {
                     // A short write means the socket buffer is full; the next edge says when it drains.
                     self.writable = n == wanted;
-                    self.advance_writes(n, out);
+                    self.advance_writes(n, out, deadlines);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     let failed = self.writes.pop_front().expect("queue is not empty");
-                    out.push(Completion { req: failed.req, size: failed.written, error: Some(e.into()), data: Data::None });
+                    out.push(failed.finish(Some(e.into()), deadlines));
                 }
             }
         }
     }
 
-    fn advance_writes(&mut self, mut n: usize, out: &mut Vec<Completion>) {
+    fn advance_writes(&mut self, mut n: usize, out: &mut Vec<Completion>, deadlines: &mut Deadlines) {
         while n > 0 {
             let head = self.writes.front_mut().expect("the kernel wrote no more than was queued");
             let rest = head.data.len() - head.written;
@@ -191,13 +207,21 @@ impl Conn {
                 return;
             }
             n -= rest;
-            let done = self.writes.pop_front().expect("head exists");
-            out.push(Completion { req: done.req, size: done.data.len(), error: None, data: Data::None });
+            let mut done = self.writes.pop_front().expect("head exists");
+            done.written += rest;
+            out.push(done.finish(None, deadlines));
         }
     }
 
     /// Reads for queued requests until the queue is empty or the socket is drained.
-    pub fn pump_reads(&mut self, arenas: &mut SwapArenas, takes: u64, swap_max: usize, out: &mut Vec<Completion>) -> ReadProgress {
+    pub fn pump_reads(
+        &mut self,
+        arenas: &mut SwapArenas,
+        takes: u64,
+        swap_max: usize,
+        out: &mut Vec<Completion>,
+        deadlines: &mut Deadlines,
+    ) -> ReadProgress {
         while (self.readable || self.hup) && !self.reads.is_empty() {
             let head = self.reads.front_mut().expect("queue is not empty");
             let (result, asked, data) = match head.full.as_mut() {
@@ -221,7 +245,7 @@ impl Conn {
                 Ok(0) => {
                     self.hup = true;
                     let read = self.reads.pop_front().expect("head exists");
-                    out.push(read.finish(Some(Error::Eof), Data::None));
+                    out.push(read.finish(Some(Error::Eof), Data::None, deadlines));
                 }
                 Ok(n) => {
                     // A short read drained the socket; more data will raise a new edge.
@@ -230,10 +254,10 @@ impl Conn {
                     if let Some((arena, offset)) = data {
                         arenas.commit(n);
                         let read = self.reads.pop_front().expect("head exists");
-                        out.push(read.finish(None, Data::Swap { arena, offset }));
+                        out.push(read.finish(None, Data::Swap { arena, offset }, deadlines));
                     } else if head.filled == head.len {
                         let read = self.reads.pop_front().expect("head exists");
-                        out.push(read.finish(None, Data::None));
+                        out.push(read.finish(None, Data::None, deadlines));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -247,7 +271,7 @@ impl Conn {
                 Err(e) => {
                     self.hup = true;
                     let read = self.reads.pop_front().expect("head exists");
-                    out.push(read.finish(Some(e.into()), Data::None));
+                    out.push(read.finish(Some(e.into()), Data::None, deadlines));
                 }
             }
         }
@@ -265,18 +289,14 @@ fn push_one<T>(queue: &mut VecDeque<T>, item: T) {
     queue.push_back(item);
 }
 
-impl Drop for Listening {
-    fn drop(&mut self) {
-        if let Some(path) = self.socket_path.take() {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
 impl ReadRequest {
     /// The completion of this read; a read-full hands over its own bytes,
-    /// also when it ends early (end of stream, error, deadline).
-    fn finish(self, error: Option<Error>, data: Data) -> Completion {
+    /// also when it ends early (end of stream, error, deadline). Its deadline
+    /// entry dies with it.
+    fn finish(self, error: Option<Error>, data: Data, deadlines: &mut Deadlines) -> Completion {
+        if let Some(key) = self.deadline {
+            deadlines.remove(key);
+        }
         let data = match self.full {
             Some(mut buf) if self.filled > 0 => {
                 buf.truncate(self.filled);
@@ -285,5 +305,16 @@ impl ReadRequest {
             _ => data,
         };
         Completion { req: self.req, size: self.filled, error, data }
+    }
+}
+
+impl WriteRequest {
+    /// The completion of this write, with the bytes it got out; its deadline
+    /// entry dies with it.
+    fn finish(self, error: Option<Error>, deadlines: &mut Deadlines) -> Completion {
+        if let Some(key) = self.deadline {
+            deadlines.remove(key);
+        }
+        Completion { req: self.req, size: self.written, error, data: Data::None }
     }
 }

@@ -21,5 +21,5 @@ mod watcher;
 
 pub use arena::ArenaMemory;
 pub use op::{slot_of, Address, Completion, ConnId, Data, Error, ReqId, Submission, SLOT_BITS};
-pub use sys::{dup, listen, local_port};
+pub use sys::{dup, listen, local_port, send, set_keepalive, set_nodelay, shutdown_write, socket_addresses};
 pub use watcher::{Batch, Options, Watcher};

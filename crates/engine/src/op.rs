@@ -1,7 +1,8 @@
 //! What crosses into the engine (submissions) and out of it (completions).
 
-use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::io;
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -28,6 +29,28 @@ pub enum Address {
     Unix(PathBuf),
 }
 
+impl Address {
+    /// An IP address with `port`; an IPv6 address may carry a scope
+    /// (`fe80::1%eth0` or `fe80::1%2`), as in Node and Go.
+    pub fn inet(host: &str, port: u16) -> io::Result<Address> {
+        let invalid = || io::Error::from_raw_os_error(libc::EINVAL);
+        let (ip, scope) = host.split_once('%').map_or((host, None), |(ip, scope)| (ip, Some(scope)));
+        let ip: IpAddr = ip.parse().map_err(|_| invalid())?;
+        let addr = match (ip, scope) {
+            (ip, None) => SocketAddr::new(ip, port),
+            (IpAddr::V6(ip), Some(scope)) => {
+                let index = match scope.parse::<u32>() {
+                    Ok(index) => index,
+                    Err(_) => crate::sys::interface_index(scope)?,
+                };
+                SocketAddr::V6(SocketAddrV6::new(ip, port, 0, index))
+            }
+            (IpAddr::V4(_), Some(_)) => return Err(invalid()),
+        };
+        Ok(Address::Inet(addr))
+    }
+}
+
 /// One request for the poller. Every variant that carries a `req` completes
 /// exactly once, whatever happens to its connection or to the watcher.
 #[derive(Debug)]
@@ -39,15 +62,23 @@ pub enum Submission {
     Write { req: ReqId, conn: ConnId, data: Vec<u8>, deadline: Option<Instant> },
     /// Accept one connection on `listener`; it becomes connection `conn`.
     Accept { req: ReqId, listener: ConnId, conn: ConnId },
-    /// Connect to `addr`; the stream becomes connection `conn`.
-    Connect { req: ReqId, conn: ConnId, addr: Address },
+    /// Connect to `addr`; the stream becomes connection `conn`. A connect not
+    /// done by `deadline` fails with [`Error::Deadline`] and closes its socket.
+    Connect { req: ReqId, conn: ConnId, addr: Address, deadline: Option<Instant> },
+    /// Shut down the sending direction once every write queued before it has
+    /// gone out (a half-close: the peer reads end of stream, reads go on here).
+    CloseWrite { req: ReqId, conn: ConnId },
     /// Take over a connected stream socket.
     AdoptStream { conn: ConnId, fd: OwnedFd },
-    /// Take over a listening socket; a Unix socket's `path` is removed when it closes.
-    AdoptListener { conn: ConnId, fd: OwnedFd, path: Option<PathBuf> },
+    /// Take over a listening socket.
+    AdoptListener { conn: ConnId, fd: OwnedFd },
     /// Close a connection or listener now; what was pending on it completes
     /// with [`Error::ConnClosed`].
     Free { conn: ConnId },
+    /// A request the submitter could not turn into one of the above (an
+    /// address that does not resolve, say): it completes with `error` in turn,
+    /// so one bad request never holds up or loses the others of its batch.
+    Reject { req: ReqId, error: Error },
 }
 
 /// Why a request did not succeed.
@@ -85,6 +116,10 @@ pub enum Data {
     Swap { arena: usize, offset: usize },
     /// In memory the completion owns (read-full requests).
     Owned(Vec<u8>),
+    /// Not bytes: a successful accept or connect hands over the new socket's
+    /// descriptor, for calls the consumer makes on it itself (addresses and
+    /// socket options). It stays the connection's until the consumer frees it.
+    Socket(RawFd),
 }
 
 /// The outcome of one request.
@@ -119,7 +154,9 @@ impl Submission {
             Submission::Read { req, .. }
             | Submission::Write { req, .. }
             | Submission::Accept { req, .. }
-            | Submission::Connect { req, .. } => Some(*req),
+            | Submission::Connect { req, .. }
+            | Submission::CloseWrite { req, .. }
+            | Submission::Reject { req, .. } => Some(*req),
             Submission::AdoptStream { .. } | Submission::AdoptListener { .. } | Submission::Free { .. } => None,
         }
     }

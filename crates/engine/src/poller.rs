@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -20,8 +20,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::arena::SwapArenas;
 use crate::conn::{AcceptRequest, Conn, Kind, Listening, ReadProgress};
-use crate::deadline::Deadlines;
-use crate::op::{slot_of, Completion, ConnId, Error, ReqId, Submission};
+use crate::deadline::{Deadlines, Key};
+use crate::op::{slot_of, Completion, ConnId, Data, Error, ReqId, Submission};
 use crate::sys;
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -33,6 +33,14 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 /// keep up.
 const CONNECTS_PER_TURN: usize = 128;
 
+/// After an accept fails for want of descriptors or memory (EMFILE and the
+/// like), the listener is tried again after a pause that doubles up to a
+/// second, as Go's servers do, or at once when this watcher frees a socket.
+/// The connection waits in the backlog meanwhile; nothing else would wake the
+/// listener, since its readiness edge has already been consumed.
+const ACCEPT_RETRY_FIRST: Duration = Duration::from_millis(5);
+const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(1);
+
 /// What the poller and the consumer share.
 pub(crate) struct Shared {
     pub state: Mutex<State>,
@@ -41,8 +49,10 @@ pub(crate) struct Shared {
     pub notify: Box<dyn Fn() + Send + Sync>,
     /// How many takes the consumer made; written under `state`'s lock.
     pub takes: AtomicU64,
-    /// A poller thread sleeps in poll and needs waking; an inline consumer does not.
-    pub wake_on_submit: bool,
+    /// The poller thread is in (or about to enter) a poll that only the waker
+    /// ends early. While it is awake, a submission waits for the end of its
+    /// turn instead: no wake-up to write, and none to read. Never set inline.
+    pub sleeping: AtomicBool,
 }
 
 #[derive(Default)]
@@ -90,6 +100,9 @@ pub(crate) struct Poller {
     incoming: Vec<Submission>,
     /// Connect requests waiting for their turn.
     connects: VecDeque<Submission>,
+    /// Listeners whose accept ran out of resources, retried at `accept_retry_at`.
+    accept_retry: Vec<usize>,
+    accept_retry_at: Option<Instant>,
 }
 
 impl Poller {
@@ -108,6 +121,8 @@ impl Poller {
             done: Vec::new(),
             incoming: Vec::new(),
             connects: VecDeque::new(),
+            accept_retry: Vec::new(),
+            accept_retry_at: None,
         }
     }
 
@@ -124,40 +139,59 @@ impl Poller {
             let mut state = shared.lock();
             state.failure = Some(message);
             state.stopped = true;
-            let notify = !std::mem::replace(&mut state.notified, true);
+            state.notified = true;
             drop(state);
-            if notify {
-                (shared.notify)();
-            }
+            // Always: the panic may have cut short the notification that was on its way.
+            (shared.notify)();
         }
     }
 
     fn run(mut self) {
-        while self.turn(self.timeout()) {}
+        loop {
+            // Announce the sleep, then look: a submitter that queued before
+            // the announcement is seen here; one after it sees `sleeping`.
+            self.shared.sleeping.store(true, Ordering::SeqCst);
+            let idle = self.shared.lock().submissions.is_empty();
+            self.wait(if idle { self.timeout() } else { Some(Duration::ZERO) });
+            self.shared.sleeping.store(false, Ordering::SeqCst);
+            if !self.advance() {
+                break;
+            }
+        }
         self.shut_down();
     }
 
-    /// How long a turn may wait for readiness: until the next deadline, or not
-    /// at all while connects wait for their turn.
+    /// How long a turn may wait for readiness: until the next deadline or
+    /// accept retry, or not at all while connects wait for their turn.
     pub fn timeout(&self) -> Option<Duration> {
         if !self.connects.is_empty() {
-            Some(Duration::ZERO)
-        } else if self.deadlines.is_empty() {
-            None // no clock read: this runs once per turn
-        } else {
-            self.deadlines.timeout(Instant::now())
+            return Some(Duration::ZERO);
+        }
+        if self.deadlines.is_empty() && self.accept_retry_at.is_none() {
+            return None; // no clock read: this runs once per turn
+        }
+        let now = Instant::now();
+        let retry = self.accept_retry_at.map(|at| at.saturating_duration_since(now));
+        match (self.deadlines.timeout(now), retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
     /// One round: wait up to `timeout` for readiness, then [`Poller::advance`].
     pub fn turn(&mut self, timeout: Option<Duration>) -> bool {
+        self.wait(timeout);
+        self.advance()
+    }
+
+    /// Waits up to `timeout` for readiness and notes it.
+    fn wait(&mut self, timeout: Option<Duration>) {
         if let Err(e) = self.poll.poll(&mut self.events, timeout) {
             assert!(e.kind() == std::io::ErrorKind::Interrupted, "poll failed: {e}");
         }
         for event in self.events.iter() {
             note_readiness(&mut self.conns, &mut self.ready, event);
         }
-        self.advance()
     }
 
     /// Takes the submissions, advances every socket that can move, expires
@@ -170,13 +204,22 @@ impl Poller {
             return false;
         }
         for _ in 0..CONNECTS_PER_TURN.min(self.connects.len()) {
-            let Some(Submission::Connect { req, conn, addr }) = self.connects.pop_front() else { unreachable!() };
-            if let Err(e) = sys::connect(&addr).and_then(|fd| self.insert(conn, fd, Kind::Connecting(req))) {
-                self.done.push(Completion::failed(req, e.into()));
+            let Some(Submission::Connect { req, conn, addr, deadline }) = self.connects.pop_front() else { unreachable!() };
+            match sys::connect(&addr).and_then(|fd| self.insert(conn, fd, Kind::Connecting { req, deadline: None })) {
+                // The deadline only for a connect under way: a failed start has nothing to expire.
+                Ok(()) => {
+                    if let (Some(at), Some(Conn { kind: Kind::Connecting { deadline: key, .. }, .. })) = (deadline, conn_mut(&mut self.conns, conn)) {
+                        *key = Some(self.deadlines.add(at, conn));
+                    }
+                }
+                Err(e) => self.done.push(Completion::failed(req, e.into())),
             }
         }
         for slot in std::mem::take(&mut self.starved) {
             self.schedule(slot);
+        }
+        if self.accept_retry_at.is_some_and(|at| at <= Instant::now()) {
+            self.retry_accepts();
         }
         let takes = self.shared.takes.load(Ordering::Acquire);
         self.pump(takes);
@@ -222,10 +265,10 @@ impl Poller {
         if data.is_empty() || !self.apply_queued() {
             return self.apply_now(Submission::Write { req, conn, data: data.to_vec(), deadline });
         }
-        match self.stream_mut(conn) {
-            Ok(stream) => match stream.write_now(req, data, deadline) {
+        match stream_mut(&mut self.conns, conn) {
+            Ok(stream) => match stream.write_now(req, data, deadline, &mut self.deadlines) {
                 Some(completion) => self.done.push(completion),
-                None => self.after_push(conn, req, deadline),
+                None => self.schedule(slot_of(conn)),
             },
             Err(e) => self.done.push(Completion::failed(req, e)),
         }
@@ -240,16 +283,14 @@ impl Poller {
         schedule(&mut self.conns, &mut self.ready, slot);
     }
 
-    /// The connection with this exact id (slot and generation), if it is open.
-    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.conns.get_mut(slot_of(id))?.as_mut().filter(|c| c.id == id)
-    }
-
-    fn stream_mut(&mut self, id: ConnId) -> Result<&mut Conn, Error> {
-        let conn = self.conn_mut(id).ok_or(Error::ConnClosed)?;
-        match conn.kind {
-            Kind::Stream => Ok(conn),
-            _ => Err(Error::WrongKind),
+    /// Queues a request on stream `conn` with `push`, or fails it if there is no such stream.
+    fn queue_on_stream(&mut self, req: ReqId, conn: ConnId, push: impl FnOnce(&mut Conn, &mut Deadlines)) {
+        match stream_mut(&mut self.conns, conn) {
+            Ok(stream) => {
+                push(stream, &mut self.deadlines);
+                self.schedule(slot_of(conn));
+            }
+            Err(e) => self.done.push(Completion::failed(req, e)),
         }
     }
 
@@ -259,21 +300,14 @@ impl Poller {
             return self.done.push(Completion::failed(req, Error::EmptyBuffer));
         }
         match submission {
-            Submission::Read { req, conn, len, full, deadline } => match self.stream_mut(conn) {
-                Ok(stream) => {
-                    stream.push_read(req, len, full, deadline);
-                    self.after_push(conn, req, deadline);
-                }
-                Err(e) => self.done.push(Completion::failed(req, e)),
-            },
-            Submission::Write { req, conn, data, deadline } => match self.stream_mut(conn) {
-                Ok(stream) => {
-                    stream.push_write(req, data, deadline);
-                    self.after_push(conn, req, deadline);
-                }
-                Err(e) => self.done.push(Completion::failed(req, e)),
-            },
-            Submission::Accept { req, listener, conn } => match self.conn_mut(listener).map(|l| &mut l.kind) {
+            Submission::Read { req, conn, len, full, deadline } => {
+                self.queue_on_stream(req, conn, |stream, deadlines| stream.push_read(req, len, full, deadline, deadlines))
+            }
+            Submission::Write { req, conn, data, deadline } => {
+                self.queue_on_stream(req, conn, |stream, deadlines| stream.push_write(req, data, deadline, deadlines))
+            }
+            Submission::CloseWrite { req, conn } => self.queue_on_stream(req, conn, |stream, _| stream.push_close_write(req)),
+            Submission::Accept { req, listener, conn } => match conn_mut(&mut self.conns, listener).map(|l| &mut l.kind) {
                 Some(Kind::Listener(listening)) => {
                     listening.accepts.push_back(AcceptRequest { req, conn });
                     self.schedule(slot_of(listener));
@@ -287,19 +321,13 @@ impl Poller {
                 // every later request on it completes with ConnClosed.
                 let _ = sys::prepare_stream(fd.as_fd()).and_then(|()| self.insert(conn, fd, Kind::Stream));
             }
-            Submission::AdoptListener { conn, fd, path } => {
-                let listening = Listening { accepts: VecDeque::new(), socket_path: path };
+            Submission::AdoptListener { conn, fd } => {
+                let listening = Listening { accepts: VecDeque::new(), backoff: Duration::ZERO };
                 let _ = self.insert(conn, fd, Kind::Listener(Box::new(listening)));
             }
             Submission::Free { conn } => self.free(conn, Error::ConnClosed),
+            Submission::Reject { req, error } => self.done.push(Completion::failed(req, error)),
         }
-    }
-
-    fn after_push(&mut self, conn: ConnId, req: u32, deadline: Option<Instant>) {
-        if let Some(at) = deadline {
-            self.deadlines.add(at, conn, req);
-        }
-        self.schedule(slot_of(conn));
     }
 
     fn insert(&mut self, id: ConnId, fd: OwnedFd, kind: Kind) -> std::io::Result<()> {
@@ -324,6 +352,15 @@ impl Poller {
     fn free(&mut self, id: ConnId, error: Error) {
         if let Some(conn) = self.conns.get_mut(slot_of(id)).and_then(|c| c.take_if(|c| c.id == id)) {
             self.close_conn(conn, error);
+            // A descriptor is free now: what the listeners could not accept may fit.
+            self.retry_accepts();
+        }
+    }
+
+    fn retry_accepts(&mut self) {
+        self.accept_retry_at = None;
+        for slot in std::mem::take(&mut self.accept_retry) {
+            self.schedule(slot);
         }
     }
 
@@ -331,7 +368,7 @@ impl Poller {
         // Deregister before closing: a duplicate of the descriptor elsewhere
         // would otherwise keep it in the poll set.
         let _ = self.poll.registry().deregister(&mut SourceFd(&conn.fd.as_raw_fd()));
-        conn.fail_all(error, &mut self.done);
+        conn.fail_all(error, &mut self.done, &mut self.deadlines);
     }
 
     fn pump(&mut self, takes: u64) {
@@ -341,14 +378,15 @@ impl Poller {
             conn.queued = false;
             match conn.kind {
                 Kind::Stream => {
-                    conn.pump_writes(&mut self.done);
-                    if conn.pump_reads(&mut self.arenas, takes, self.swap_max, &mut self.done) == ReadProgress::Starved {
+                    conn.pump_writes(&mut self.done, &mut self.deadlines);
+                    let progress = conn.pump_reads(&mut self.arenas, takes, self.swap_max, &mut self.done, &mut self.deadlines);
+                    if progress == ReadProgress::Starved {
                         self.starved.push(slot);
                     }
                 }
                 Kind::Listener(_) => self.pump_accepts(slot),
-                Kind::Connecting(req) if conn.writable || conn.hup => self.finish_connect(slot, req),
-                Kind::Connecting(_) => {}
+                Kind::Connecting { req, deadline } if conn.writable || conn.hup => self.finish_connect(slot, req, deadline),
+                Kind::Connecting { .. } => {}
             }
         }
         ready.clear();
@@ -361,14 +399,31 @@ impl Poller {
         let Kind::Listener(listening) = &mut listener.kind else { return };
         while listener.readable && !listening.accepts.is_empty() {
             match sys::accept(listener.fd.as_fd()) {
-                Ok(fd) => accepted.push((listening.accepts.pop_front().expect("not empty"), fd)),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => listener.readable = false,
+                Ok(fd) => {
+                    accepted.push((listening.accepts.pop_front().expect("not empty"), fd));
+                    listening.backoff = Duration::ZERO;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // An empty backlog: whatever shortage there was is over.
+                    listener.readable = false;
+                    listening.backoff = Duration::ZERO;
+                }
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ECONNABORTED)) => {}
                 Err(e) => {
-                    // EMFILE and friends: the connection stays in the backlog and
-                    // the listener stays readable, so the next accept retries.
-                    let failed = listening.accepts.pop_front().expect("not empty");
-                    self.done.push(Completion::failed(failed.req, e.into()));
+                    // EMFILE and friends: the connection stays in the backlog for
+                    // the retry. The first failure of a shortage is reported, to
+                    // one request; the retries that fail while it lasts are not,
+                    // or a short shortage would fail every pending accept.
+                    if listening.backoff.is_zero() {
+                        let failed = listening.accepts.pop_front().expect("not empty");
+                        self.done.push(Completion::failed(failed.req, e.into()));
+                    }
+                    listening.backoff = (listening.backoff * 2).clamp(ACCEPT_RETRY_FIRST, ACCEPT_RETRY_MAX);
+                    let at = Instant::now() + listening.backoff;
+                    self.accept_retry_at = Some(self.accept_retry_at.map_or(at, |earlier| earlier.min(at)));
+                    if !self.accept_retry.contains(&slot) {
+                        self.accept_retry.push(slot);
+                    }
                     break;
                 }
             }
@@ -376,38 +431,57 @@ impl Poller {
         for (request, fd) in accepted {
             let outcome = self.insert(request.conn, fd, Kind::Stream);
             self.done.push(match outcome {
-                Ok(()) => Completion { req: request.req, size: 0, error: None, data: crate::Data::None },
+                Ok(()) => Completion { req: request.req, size: 0, error: None, data: self.socket_of(request.conn) },
                 Err(e) => Completion::failed(request.req, e.into()),
             });
         }
     }
 
-    fn finish_connect(&mut self, slot: usize, req: u32) {
+    fn finish_connect(&mut self, slot: usize, req: u32, deadline: Option<Key>) {
+        if let Some(key) = deadline {
+            self.deadlines.remove(key);
+        }
         let conn = self.conns[slot].as_mut().expect("pumped slots hold a connection");
         match sys::take_socket_error(conn.fd.as_fd()) {
             Ok(None) => {
                 conn.kind = Kind::Stream;
-                self.done.push(Completion { req, size: 0, error: None, data: crate::Data::None });
+                let socket = Data::Socket(conn.fd.as_raw_fd());
+                self.done.push(Completion { req, size: 0, error: None, data: socket });
             }
-            Ok(Some(e)) | Err(e) => {
-                let mut conn = self.conns[slot].take().expect("checked above");
-                conn.kind = Kind::Stream;
-                let _ = self.poll.registry().deregister(&mut SourceFd(&conn.fd.as_raw_fd()));
-                self.done.push(Completion::failed(req, e.into()));
-            }
+            Ok(Some(e)) | Err(e) => self.abandon_connect(slot, req, e.into()),
         }
     }
 
+    /// Closes a connect's socket and fails its request.
+    fn abandon_connect(&mut self, slot: usize, req: u32, error: Error) {
+        let mut conn = self.conns[slot].take().expect("a connecting slot holds a connection");
+        conn.kind = Kind::Stream;
+        let _ = self.poll.registry().deregister(&mut SourceFd(&conn.fd.as_raw_fd()));
+        self.done.push(Completion::failed(req, error));
+    }
+
+    fn socket_of(&self, id: ConnId) -> Data {
+        match self.conns.get(slot_of(id)) {
+            Some(Some(conn)) if conn.id == id => Data::Socket(conn.fd.as_raw_fd()),
+            _ => Data::None,
+        }
+    }
+
+    /// Ends the requests whose deadlines passed. Every entry popped is live:
+    /// requests that finished first took theirs out.
     fn expire(&mut self, now: Instant) {
-        while let Some((conn, req)) = self.deadlines.pop_due(now) {
-            if let Some(completion) = self.conn_mut(conn).and_then(|c| c.expire(req, now)) {
+        while let Some((conn, key)) = self.deadlines.pop_due(now) {
+            if let Some(Conn { kind: Kind::Connecting { req, deadline: Some(due) }, .. }) = conn_mut(&mut self.conns, conn) {
+                if *due == key {
+                    let req = *req;
+                    self.abandon_connect(slot_of(conn), req, Error::Deadline);
+                    continue;
+                }
+            }
+            if let Some(completion) = conn_mut(&mut self.conns, conn).and_then(|c| c.expire(key, &mut self.deadlines)) {
                 self.done.push(completion);
             }
         }
-        let conns = &self.conns;
-        self.deadlines.compact(|conn, req| {
-            matches!(conns.get(slot_of(conn)), Some(Some(c)) if c.id == conn && c.has_request(req))
-        });
     }
 
     fn publish(&mut self, takes_at_pump: u64) {
@@ -448,6 +522,19 @@ impl Poller {
         let mut state = self.shared.lock();
         state.completions.append(&mut self.done);
         state.stopped = true;
+    }
+}
+
+/// The connection with this exact id (slot and generation), if it is open.
+fn conn_mut(conns: &mut [Option<Conn>], id: ConnId) -> Option<&mut Conn> {
+    conns.get_mut(slot_of(id))?.as_mut().filter(|c| c.id == id)
+}
+
+fn stream_mut(conns: &mut [Option<Conn>], id: ConnId) -> Result<&mut Conn, Error> {
+    let conn = conn_mut(conns, id).ok_or(Error::ConnClosed)?;
+    match conn.kind {
+        Kind::Stream => Ok(conn),
+        _ => Err(Error::WrongKind),
     }
 }
 

@@ -2,7 +2,7 @@
 //! consumer's thread.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -66,7 +66,7 @@ impl Batch<'_> {
             // refilled before the next one, which this borrow prevents.
             Data::Swap { arena, offset } => unsafe { self.arenas[*arena].bytes(*offset, completion.size) },
             Data::Owned(bytes) => bytes,
-            Data::None => &[],
+            Data::None | Data::Socket(_) => &[],
         }
     }
 }
@@ -83,7 +83,7 @@ impl Watcher {
             waker: Mutex::new(Some(waker)),
             notify: Box::new(notify),
             takes: AtomicU64::new(0),
-            wake_on_submit: !options.inline,
+            sleeping: AtomicBool::new(false),
         });
         let swap = SwapArenas::new(options.arena_size);
         let arenas = swap.memory();
@@ -120,7 +120,7 @@ impl Watcher {
         drop(state);
         // A non-empty queue already has a wake-up on its way; an inline
         // consumer runs the next turn itself.
-        if wake && self.shared.wake_on_submit {
+        if wake && self.shared.sleeping.load(Ordering::SeqCst) {
             self.shared.wake();
         }
     }

@@ -76,8 +76,8 @@ impl Harness {
     /// Listens on loopback as connection `id`; returns the address.
     fn listen(&self, id: ConnId) -> SocketAddr {
         let fd = gaio_engine::listen(&Address::Inet("127.0.0.1:0".parse().unwrap()), 128, false).unwrap();
-        let port = gaio_engine::local_port(std::os::fd::AsFd::as_fd(&fd)).unwrap();
-        self.submit(Submission::AdoptListener { conn: id, fd, path: None });
+        let port = gaio_engine::local_port(std::os::fd::AsFd::as_fd(&fd));
+        self.submit(Submission::AdoptListener { conn: id, fd });
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
@@ -195,11 +195,11 @@ fn connect_reports_refusal_and_success() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let refused_addr = closed.local_addr().unwrap();
     drop(closed);
-    h.submit(Submission::Connect { req: 1, conn: 5, addr: Address::Inet(refused_addr) });
+    h.submit(Submission::Connect { req: 1, conn: 5, addr: Address::Inet(refused_addr), deadline: None });
     assert_eq!(h.wait_for(1).error, Some(Error::Os(libc_econnrefused())));
 
     let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    h.submit(Submission::Connect { req: 2, conn: 6, addr: Address::Inet(server.local_addr().unwrap()) });
+    h.submit(Submission::Connect { req: 2, conn: 6, addr: Address::Inet(server.local_addr().unwrap()), deadline: None });
     let (mut peer, _) = server.accept().unwrap();
     assert_eq!(h.wait_for(2).error, None);
     h.submit(write(3, 6, b"ping"));
@@ -273,8 +273,8 @@ fn an_inline_watcher_does_the_work_in_the_callers_turns() {
     let options = Options { inline: true, ..Options::default() };
     let mut w = Watcher::new(options, || {}).unwrap();
     let fd = gaio_engine::listen(&Address::Inet("127.0.0.1:0".parse().unwrap()), 16, false).unwrap();
-    let port = gaio_engine::local_port(std::os::fd::AsFd::as_fd(&fd)).unwrap();
-    w.submit([Submission::AdoptListener { conn: 1, fd, path: None }, Submission::Accept { req: 1, listener: 1, conn: 2 }]);
+    let port = gaio_engine::local_port(std::os::fd::AsFd::as_fd(&fd));
+    w.submit([Submission::AdoptListener { conn: 1, fd }, Submission::Accept { req: 1, listener: 1, conn: 2 }]);
     let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
     client.write_all(b"inline").unwrap();
     let mut echoed = Vec::new();
@@ -320,4 +320,47 @@ fn a_stale_deadline_does_not_end_a_later_request_with_the_same_id() {
     client.write_all(b"late").unwrap();
     let got = h.wait_for(7);
     assert_eq!((got.error, &got.bytes[..]), (None, &b"late"[..]));
+}
+
+/// An inline watcher's turns until request `req` completes (at most 100).
+fn turn_until(w: &mut Watcher, req: ReqId) -> Option<Error> {
+    for _ in 0..100 {
+        w.turn();
+        if let Some(c) = w.take().completions.iter().find(|c| c.req == req) {
+            return c.error;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("request {req} did not complete in 100 turns");
+}
+
+#[test]
+fn requests_that_beat_their_deadline_leave_no_timeout_behind() {
+    // Issue 8c: a finished request's deadline must not wake the poller.
+    let mut w = Watcher::new(Options { inline: true, ..Options::default() }, || {}).unwrap();
+    let (a, mut a_peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (b, mut b_peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    w.submit([Submission::AdoptStream { conn: 1, fd: a.into() }, Submission::AdoptStream { conn: 2, fd: b.into() }]);
+    let soon = Some(Instant::now() + Duration::from_millis(50));
+    b_peer.write_all(b"now").unwrap();
+    w.submit([Submission::Read { req: 1, conn: 2, len: 64, full: false, deadline: soon }]);
+    assert_eq!(turn_until(&mut w, 1), None);
+    w.submit([Submission::Write { req: 2, conn: 2, data: b"queued".to_vec(), deadline: soon }]);
+    assert_eq!(turn_until(&mut w, 2), None);
+    w.write_now(3, 2, b"direct", soon);
+    assert_eq!(turn_until(&mut w, 3), None);
+    assert_eq!(w.timeout(), None, "only finished requests had deadlines");
+
+    // A far deadline still pending: the timeout is its, not a stale near one's.
+    w.submit([Submission::Read { req: 4, conn: 1, len: 64, full: false, deadline: Some(Instant::now() + Duration::from_secs(60)) }]);
+    b_peer.write_all(b"again").unwrap();
+    w.submit([Submission::Read { req: 5, conn: 2, len: 64, full: false, deadline: soon }]);
+    assert_eq!(turn_until(&mut w, 5), None);
+    assert!(w.timeout().is_some_and(|t| t > Duration::from_secs(50)), "timeout {:?}", w.timeout());
+    a_peer.write_all(b"late").unwrap();
+    assert_eq!(turn_until(&mut w, 4), None);
+    assert_eq!(w.timeout(), None);
+    let mut got = [0u8; 12];
+    b_peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"queueddirect");
 }

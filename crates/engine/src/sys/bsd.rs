@@ -5,6 +5,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::unix::{cvt, prepare_stream, set_nodelay};
 
+/// The TCP option for the keep-alive idle time.
+#[cfg(any(target_os = "macos", target_os = "ios"))]
+pub const KEEPALIVE_IDLE: libc::c_int = libc::TCP_KEEPALIVE;
+#[cfg(not(any(target_os = "macos", target_os = "ios")))]
+pub const KEEPALIVE_IDLE: libc::c_int = libc::TCP_KEEPIDLE;
+
 /// Accepts one pending connection: non-blocking, close-on-exec, TCP_NODELAY, no SIGPIPE.
 pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: a null address and length are allowed when the peer address is not wanted.
@@ -16,7 +22,7 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: fd is open; FD_CLOEXEC is a valid flag for F_SETFD.
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) })?;
     prepare_stream(fd.as_fd())?;
-    set_nodelay(fd.as_fd());
+    let _ = set_nodelay(fd.as_fd(), true);
     Ok(fd)
 }
 

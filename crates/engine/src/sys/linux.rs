@@ -5,6 +5,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::unix::{cvt, set_nodelay};
 
+/// The TCP option for the keep-alive idle time.
+pub const KEEPALIVE_IDLE: libc::c_int = libc::TCP_KEEPIDLE;
+
 /// Accepts one pending connection: non-blocking, close-on-exec, TCP_NODELAY.
 pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: a null address and length are allowed when the peer address is not wanted.
@@ -18,7 +21,7 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     })?;
     // SAFETY: accept4 returned a new descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    set_nodelay(std::os::fd::AsFd::as_fd(&fd));
+    let _ = set_nodelay(std::os::fd::AsFd::as_fd(&fd), true);
     Ok(fd)
 }
 

@@ -1,6 +1,6 @@
 //! Calls shared by every Unix the engine supports.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::mem::size_of;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
@@ -52,9 +52,62 @@ pub fn prepare_stream(fd: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Latency matters more than packet count for the small messages this library
 /// is for, so sockets the engine creates get TCP_NODELAY, as in Go's net
-/// package. Unix sockets refuse the option, which is fine.
-pub fn set_nodelay(fd: BorrowedFd<'_>) {
-    let _ = set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+/// package. Unix sockets refuse the option, which is fine there.
+pub fn set_nodelay(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, on.into())
+}
+
+/// TCP keep-alive probes, the first after `idle_secs` of silence (when on).
+pub fn set_keepalive(fd: BorrowedFd<'_>, on: bool, idle_secs: u32) -> io::Result<()> {
+    set_int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, on.into())?;
+    if on && idle_secs > 0 {
+        let secs = idle_secs.min(libc::c_int::MAX as u32) as libc::c_int;
+        set_int_option(fd, libc::IPPROTO_TCP, super::os::KEEPALIVE_IDLE, secs)?;
+    }
+    Ok(())
+}
+
+/// Sends what the socket takes of `data` now, without blocking.
+pub fn send(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
+    super::os::send_vectored(fd, &[IoSlice::new(data)])
+}
+
+/// Ends the sending direction: the peer reads end of stream; reading goes on.
+pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: shutdown on an open descriptor.
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) }).map(drop)
+}
+
+/// The local and the peer's address of a TCP socket; None for what is not
+/// an IP address (a Unix socket) or not there (a peer gone).
+pub fn socket_addresses(fd: BorrowedFd<'_>) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    (socket_name(fd, libc::getsockname), socket_name(fd, libc::getpeername))
+}
+
+type NameCall = unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
+
+fn socket_name(fd: BorrowedFd<'_>, call: NameCall) -> Option<SocketAddr> {
+    // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len are valid for writes and len holds storage's size.
+    cvt(unsafe { call(fd.as_raw_fd(), (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len) }).ok()?;
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the kernel wrote a sockaddr_in.
+            let sin = unsafe { &*(&storage as *const _ as *const libc::sockaddr_in) };
+            let ip = std::net::Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::new(ip.into(), u16::from_be(sin.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the kernel wrote a sockaddr_in6.
+            let sin6 = unsafe { &*(&storage as *const _ as *const libc::sockaddr_in6) };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let port = u16::from_be(sin6.sin6_port);
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id)))
+        }
+        _ => None,
+    }
 }
 
 /// The pending error of a socket (how a non-blocking connect reports its outcome).
@@ -67,6 +120,16 @@ pub fn take_socket_error(fd: BorrowedFd<'_>) -> io::Result<Option<io::Error>> {
     };
     cvt(rc)?;
     Ok((value != 0).then(|| io::Error::from_raw_os_error(value)))
+}
+
+/// The index of the network interface named `name` (an IPv6 scope).
+pub fn interface_index(name: &str) -> io::Result<u32> {
+    let name = std::ffi::CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `name` is NUL-terminated and outlives the call.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(io::Error::from_raw_os_error(libc::ENODEV)),
+        index => Ok(index),
+    }
 }
 
 /// A close-on-exec duplicate of a descriptor owned by someone else (a net.Socket being delegated).
@@ -155,23 +218,11 @@ pub fn connect(addr: &Address) -> io::Result<OwnedFd> {
     // SAFETY: into_raw_fd hands over sole ownership of the descriptor.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     prepare_stream(fd.as_fd())?;
-    set_nodelay(fd.as_fd());
+    let _ = set_nodelay(fd.as_fd(), true);
     Ok(fd)
 }
 
 /// The local port of a bound TCP socket (0 for Unix sockets).
-pub fn local_port(fd: BorrowedFd<'_>) -> io::Result<u16> {
-    // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: storage and len are valid for writes and len holds storage's size.
-    cvt(unsafe { libc::getsockname(fd.as_raw_fd(), (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len) })?;
-    let port = match storage.ss_family as libc::c_int {
-        // SAFETY: the family says which layout the kernel wrote.
-        libc::AF_INET => unsafe { (*(&storage as *const _ as *const libc::sockaddr_in)).sin_port },
-        // SAFETY: as above.
-        libc::AF_INET6 => unsafe { (*(&storage as *const _ as *const libc::sockaddr_in6)).sin6_port },
-        _ => 0,
-    };
-    Ok(u16::from_be(port))
+pub fn local_port(fd: BorrowedFd<'_>) -> u16 {
+    socket_name(fd, libc::getsockname).map_or(0, |addr| addr.port())
 }
