@@ -15,29 +15,21 @@
 //! result objects. The record layouts are mirrored in index.ts.
 
 use std::cell::{Cell, RefCell};
-use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsFd;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::path::PathBuf;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gaio_engine::{Address, Completion, Data, Error as EngineError, Options, Submission, Watcher};
 use node_api::{Env, Error, LoopWatch, Method, Result, ThreadsafeFunction, Value, Wake};
 
-/// Submission record: [kind, req, conn, arg, extra, deadline ms or -1].
-const SUBMIT_FIELDS: usize = 6;
-/// Completion record: [req, size, error, where, offset].
-const TAKE_FIELDS: usize = 5;
-/// `where` values besides the swap arena index.
-const WHERE_NONE: i32 = -1;
-const WHERE_OWNED: i32 = 2;
+mod layout;
 
-const KIND_READ: i32 = 0;
-const KIND_READ_FULL: i32 = 1;
-const KIND_WRITE: i32 = 2;
-const KIND_ACCEPT: i32 = 3;
-const KIND_CONNECT: i32 = 4;
-const KIND_FREE: i32 = 5;
+use layout::*;
 
 /// What a JS Watcher holds on the native side.
 struct Handle {
@@ -49,12 +41,17 @@ struct Handle {
     submit_records: RefCell<Rc<Records>>,
     /// Where completion records are written for the facade.
     take_records: RefCell<Rc<Records>>,
+    /// Unix listeners' socket files by connection id: removed when the
+    /// listener is freed or the watcher closes, at once (as Node does), so
+    /// the path can be listened on again before the poller gets round to it.
+    socket_files: RefCell<HashMap<u32, PathBuf>>,
 }
 
 /// How JS learns that completions are waiting.
 enum Notifier {
-    /// The poller thread calls this; None once released.
-    Thread(Arc<Mutex<Option<ThreadsafeFunction>>>),
+    /// The poller thread calls this; None once released. The flag makes the
+    /// poller thread's next notification panic, for the test of what follows.
+    Thread(Arc<Mutex<Option<ThreadsafeFunction>>>, Arc<AtomicBool>),
     /// Node's loop watches the engine's poll descriptor; None once closed.
     Inline(RefCell<Option<LoopWatch>>),
 }
@@ -71,12 +68,7 @@ impl Records {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        // No loop callback may reach the engine while it goes. (The threaded
-        // notifier goes after it anyway: fields drop in order, so the poller
-        // thread stops before its threadsafe function is released.)
-        if let Notifier::Inline(watch) = &self.notifier {
-            watch.borrow_mut().take();
-        }
+        self.close();
     }
 }
 
@@ -88,6 +80,36 @@ impl Handle {
             owned: RefCell::default(),
             submit_records: RefCell::new(Records::new(0)),
             take_records: RefCell::new(Records::new(0)),
+            socket_files: RefCell::default(),
+        }
+    }
+
+    /// Stops the engine and lets go of the notifier, in the order that keeps
+    /// each safe: inline, the loop stops watching the poll descriptor before
+    /// it is closed; threaded, the poller thread has stopped before its
+    /// threadsafe function goes. Idempotent.
+    fn close(&self) {
+        if let Notifier::Inline(watch) = &self.notifier {
+            drop(watch.borrow_mut().take());
+        }
+        self.watcher.borrow_mut().close();
+        self.release_notifier();
+        for (_, path) in self.socket_files.borrow_mut().drain() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Nothing will be notified any more: the event loop may forget the notifier.
+    fn release_notifier(&self) {
+        match &self.notifier {
+            Notifier::Thread(ready, _) => drop(ready.lock().unwrap_or_else(|e| e.into_inner()).take()),
+            Notifier::Inline(watch) => drop(watch.borrow_mut().take()),
+        }
+    }
+
+    fn forget_socket_file(&self, conn: u32) {
+        if let Some(path) = self.socket_files.borrow_mut().remove(&conn) {
+            let _ = std::fs::remove_file(path);
         }
     }
 
@@ -113,7 +135,7 @@ fn create_watcher(env: Env, args: &[Value]) -> Result<Value> {
         inline: env.to_bool(args[4], "inline")?,
     };
     let handle = if options.inline { inline_handle(env, args[0], options)? } else { threaded_handle(env, args[0], options)? };
-    let methods: [(&str, Method<Handle>); 9] = [
+    let methods: [(&str, Method<Handle>); 10] = [
         ("records", records),
         ("swapBuffers", swap_buffers),
         ("submit", submit),
@@ -123,6 +145,7 @@ fn create_watcher(env: Env, args: &[Value]) -> Result<Value> {
         ("close", close),
         ("listen", listen),
         ("adopt", adopt),
+        ("_panicPoller", panic_poller),
     ];
     let object = env.object()?;
     for (name, f) in methods {
@@ -137,13 +160,18 @@ fn threaded_handle(env: Env, on_ready: Value, options: Options) -> Result<Rc<Han
     tsfn.set_ref(env, false)?;
     let ready = Arc::new(Mutex::new(Some(tsfn)));
     let notify_ready = ready.clone();
+    let panic_next = Arc::new(AtomicBool::new(false));
+    let panic_flag = panic_next.clone();
     let notify = move || {
+        if panic_flag.swap(false, Ordering::Relaxed) {
+            panic!("deliberate poller panic for the lifetime test");
+        }
         if let Some(tsfn) = notify_ready.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             tsfn.call();
         }
     };
     let watcher = Watcher::new(options, notify).map_err(start_error)?;
-    Ok(Rc::new(Handle::new(watcher, Notifier::Thread(ready))))
+    Ok(Rc::new(Handle::new(watcher, Notifier::Thread(ready, panic_next))))
 }
 
 fn inline_handle(env: Env, on_ready: Value, options: Options) -> Result<Rc<Handle>> {
@@ -203,6 +231,8 @@ fn swap_buffers(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
 fn submit(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
     let count = env.to_u32(args[0], "count")? as usize;
     let extras = args[1];
+    // Checked for the whole call: reading elements of a non-array would throw in the middle.
+    env.array_length(extras)?;
     let records = handle.submit_records.borrow().clone();
     let fields = records
         .0
@@ -216,26 +246,16 @@ fn submit(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
         let [kind, req, conn, arg, extra, deadline] = std::array::from_fn(|f| record[f].get());
         let (req, conn) = (req as u32, conn as u32);
         let deadline = u64::try_from(deadline).ok().map(|ms| *now.get_or_insert_with(Instant::now) + Duration::from_millis(ms));
-        let len = || usize::try_from(arg).map_err(|_| Error::Range("length must not be negative".into()));
-        let submission = match kind {
-            KIND_READ | KIND_READ_FULL => Submission::Read { req, conn, len: len()?, full: kind == KIND_READ_FULL, deadline },
-            KIND_WRITE => {
-                let data = env.typed_array(env.element(extras, extra as u32)?, "write buffer")?;
-                if inline {
-                    // No JS runs during this call, so the buffer stays put while it is written.
-                    handle.watcher.borrow_mut().write_now(req, conn, data.bytes(), deadline);
-                    continue;
-                }
-                Submission::Write { req, conn, data: data.bytes().to_vec(), deadline }
+        if kind == KIND_WRITE && inline {
+            if let Ok(data) = env.element(extras, extra as u32).and_then(|v| env.typed_array(v, "write buffer")) {
+                // No JS runs during this call, so the buffer stays put while it is written.
+                handle.watcher.borrow_mut().write_now(req, conn, data.bytes(), deadline);
+                continue;
             }
-            KIND_ACCEPT => Submission::Accept { req, listener: arg as u32, conn },
-            KIND_CONNECT => {
-                let target = env.to_string(env.element(extras, extra as u32)?, "address")?;
-                Submission::Connect { req, conn, addr: parse_address(&target, arg)? }
-            }
-            KIND_FREE => Submission::Free { conn },
-            _ => return Err(Error::Range(format!("unknown submission kind {kind}"))),
-        };
+        }
+        // A record that cannot be read fails on its own: the rest of the batch goes ahead.
+        let submission = submission_of(env, handle, extras, [kind, arg, extra], req, conn, deadline)
+            .unwrap_or_else(|error| Submission::Reject { req, error });
         if inline {
             handle.watcher.borrow_mut().apply_now(submission);
         } else {
@@ -246,40 +266,63 @@ fn submit(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
     env.boolean(handle.advance())
 }
 
-/// "unix:<path>" or an IP address with `port`.
-fn parse_address(target: &str, port: i32) -> Result<Address> {
+/// The engine's form of one submission record.
+fn submission_of(
+    env: Env,
+    handle: &Handle,
+    extras: Value,
+    [kind, arg, extra]: [i32; 3],
+    req: u32,
+    conn: u32,
+    deadline: Option<Instant>,
+) -> std::result::Result<Submission, EngineError> {
+    let invalid = EngineError::Os(libc::EINVAL);
+    let len = || usize::try_from(arg).map_err(|_| invalid);
+    Ok(match kind {
+        KIND_READ | KIND_READ_FULL => Submission::Read { req, conn, len: len()?, full: kind == KIND_READ_FULL, deadline },
+        KIND_WRITE => {
+            let data = env.element(extras, extra as u32).and_then(|v| env.typed_array(v, "write buffer")).map_err(|_| invalid)?;
+            Submission::Write { req, conn, data: data.bytes().to_vec(), deadline }
+        }
+        KIND_ACCEPT => Submission::Accept { req, listener: arg as u32, conn },
+        KIND_CONNECT => {
+            let target = env.element(extras, extra as u32).and_then(|v| env.to_string(v, "address")).map_err(|_| invalid)?;
+            Submission::Connect { req, conn, addr: parse_address(&target, arg)?, deadline }
+        }
+        KIND_CLOSE_WRITE => Submission::CloseWrite { req, conn },
+        KIND_FREE => {
+            handle.forget_socket_file(conn);
+            Submission::Free { conn }
+        }
+        _ => return Err(invalid),
+    })
+}
+
+/// "unix:<path>", or an IP address (IPv6 with an optional scope) with `port`.
+fn parse_address(target: &str, port: i32) -> std::result::Result<Address, EngineError> {
     if let Some(path) = target.strip_prefix("unix:") {
         return Ok(Address::Unix(path.into()));
     }
-    let ip: IpAddr = target.parse().map_err(|_| Error::Type(format!("{target} is not an IP address")))?;
-    let port = u16::try_from(port).map_err(|_| Error::Range("port must be from 0 to 65535".into()))?;
-    Ok(Address::Inet(SocketAddr::new(ip, port)))
-}
-
-fn error_code(error: EngineError) -> i32 {
-    match error {
-        EngineError::Eof => -1,
-        EngineError::Deadline => -2,
-        EngineError::ConnClosed => -3,
-        EngineError::WatcherClosed => -4,
-        EngineError::WrongKind => -5,
-        EngineError::EmptyBuffer => -6,
-        EngineError::Os(errno) => errno,
-    }
+    let port = u16::try_from(port).map_err(|_| EngineError::Os(libc::EINVAL))?;
+    Ok(Address::inet(target, port)?)
 }
 
 /// take() -> count: the completions since the last take, as records in the
-/// completion memory.
+/// completion memory; or -count, taking nothing, when the memory holds too few.
 fn take(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
     let records = handle.take_records.borrow().clone();
     let capacity = records.0.len() / TAKE_FIELDS;
     let mut watcher = handle.watcher.borrow_mut();
     if let Some(failure) = watcher.failure() {
+        // Nothing will complete now: pending requests must not hold the process open.
+        handle.release_notifier();
         return Err(Error::Code { code: "ERR_INTERNAL_PANIC".into(), message: format!("gaio poller failed: {failure}") });
     }
-    let batch = watcher
-        .take_up_to(capacity)
-        .map_err(|needed| Error::Range(format!("records hold {capacity} completions, {needed} are waiting")))?;
+    let batch = match watcher.take_up_to(capacity) {
+        Ok(batch) => batch,
+        // The facade grows its records and takes again: sized per batch, not per request outstanding.
+        Err(needed) => return env.int32(-i32::try_from(needed).unwrap_or(i32::MAX)),
+    };
     let mut owned = handle.owned.borrow_mut();
     owned.clear();
     let count = batch.completions.len();
@@ -292,6 +335,7 @@ fn take(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
                 owned.push(bytes);
                 (WHERE_OWNED, owned.len() as i32 - 1)
             }
+            Data::Socket(fd) => (WHERE_SOCKET, fd),
         };
         let record = [req as i32, size as i32, error.map_or(0, error_code), place, offset];
         for (cell, value) in out.iter().zip(record) {
@@ -317,7 +361,7 @@ fn copy_owned(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
 fn keep_alive(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
     let on = env.to_bool(args[0], "on")?;
     match &handle.notifier {
-        Notifier::Thread(ready) => {
+        Notifier::Thread(ready, _) => {
             let ready = ready.lock().unwrap_or_else(|e| e.into_inner());
             ready.as_ref().map_or(Ok(()), |tsfn| tsfn.set_ref(env, on))?;
         }
@@ -330,14 +374,17 @@ fn keep_alive(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
     env.undefined()
 }
 
+/// _panicPoller(): the poller thread panics at its next notification (a test hook).
+fn panic_poller(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
+    if let Notifier::Thread(_, panic_next) = &handle.notifier {
+        panic_next.store(true, Ordering::Relaxed);
+    }
+    env.undefined()
+}
+
 /// close(): stops the poller; its last completions stay for one more take.
 fn close(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
-    handle.watcher.borrow_mut().close();
-    // Releasing lets the event loop forget the notifier.
-    match &handle.notifier {
-        Notifier::Thread(ready) => drop(ready.lock().unwrap_or_else(|e| e.into_inner()).take()),
-        Notifier::Inline(watch) => drop(watch.borrow_mut().take()),
-    }
+    handle.close();
     env.undefined()
 }
 
@@ -349,30 +396,100 @@ fn listen(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
     let path = env.to_string(args[3], "path")?;
     let backlog = env.to_u32(args[4], "backlog")?;
     let reuse_port = env.to_bool(args[5], "reusePort")?;
-    let address = if path.is_empty() { parse_address(&host, port)? } else { Address::Unix(path.clone().into()) };
-    let bound = gaio_engine::listen(&address, backlog, reuse_port)
-        .and_then(|fd| gaio_engine::local_port(fd.as_fd()).map(|port| (fd, port)));
+    let address = if path.is_empty() { parse_address(&host, port) } else { Ok(Address::Unix(path.clone().into())) };
+    let address = match address {
+        Ok(address) => address,
+        Err(e) => return env.int32(-error_code(e)),
+    };
+    let bound = gaio_engine::listen(&address, backlog, reuse_port).map(|fd| {
+        let port = gaio_engine::local_port(fd.as_fd());
+        (fd, port)
+    });
     match bound {
         Ok((fd, port)) => {
-            let path = (!path.is_empty()).then(|| path.into());
-            handle.watcher.borrow().submit([Submission::AdoptListener { conn, fd, path }]);
+            if !path.is_empty() {
+                handle.socket_files.borrow_mut().insert(conn, path.into());
+            }
+            handle.watcher.borrow().submit([Submission::AdoptListener { conn, fd }]);
             env.int32(i32::from(port))
         }
         Err(e) => env.int32(-e.raw_os_error().unwrap_or(libc::EINVAL)),
     }
 }
 
-/// adopt(conn, fd) -> 0 or -errno: takes a duplicate of a connected socket.
+/// adopt(conn, fd) -> the duplicate's descriptor, or -errno: takes a
+/// duplicate of a connected socket.
 fn adopt(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
     let conn = env.to_i32(args[0], "conn")? as u32;
     let fd = env.to_i32(args[1], "fd")?;
     match gaio_engine::dup(fd) {
         Ok(fd) => {
+            let raw = fd.as_raw_fd();
             handle.watcher.borrow().submit([Submission::AdoptStream { conn, fd }]);
-            env.int32(0)
+            env.int32(raw)
         }
         Err(e) => env.int32(-e.raw_os_error().unwrap_or(libc::EINVAL)),
     }
+}
+
+// Calls on a connection's own descriptor, made on the JS thread. The facade
+// makes them only while the connection is open (not freed, its watcher not
+// closed): until then the descriptor is the connection's, whichever thread
+// does its I/O.
+
+/// socketAddresses(fd) -> [localAddress, localPort, remoteAddress, remotePort]:
+/// strings and numbers, or undefined where there is none (a Unix socket, a peer gone).
+fn socket_addresses(env: Env, args: &[Value]) -> Result<Value> {
+    let (local, peer) = gaio_engine::socket_addresses(descriptor(env, args[0])?);
+    let list = env.array(4)?;
+    for (i, addr) in [local, peer].into_iter().enumerate() {
+        if let Some(addr) = addr {
+            let ip = match addr {
+                SocketAddr::V6(v6) if v6.scope_id() != 0 => format!("{}%{}", v6.ip(), v6.scope_id()),
+                _ => addr.ip().to_string(),
+            };
+            env.set_element(list, 2 * i as u32, env.string(&ip)?)?;
+            env.set_element(list, 2 * i as u32 + 1, env.uint32(addr.port().into())?)?;
+        }
+    }
+    Ok(list)
+}
+
+/// sendNow(fd, bytes) -> bytes sent (0 if the socket takes none now), or -errno.
+fn send_now(env: Env, args: &[Value]) -> Result<Value> {
+    let fd = descriptor(env, args[0])?;
+    let data = env.typed_array(args[1], "bytes")?;
+    match gaio_engine::send(fd, data.bytes()) {
+        Ok(n) => env.int32(i32::try_from(n).unwrap_or(i32::MAX)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => env.int32(0),
+        Err(e) => env.int32(-e.raw_os_error().unwrap_or(libc::EIO)),
+    }
+}
+
+/// setNoDelay(fd, on) -> 0 or -errno.
+fn set_no_delay(env: Env, args: &[Value]) -> Result<Value> {
+    let fd = descriptor(env, args[0])?;
+    errno_result(env, gaio_engine::set_nodelay(fd, env.to_bool(args[1], "on")?))
+}
+
+/// setKeepAlive(fd, on, idleSeconds) -> 0 or -errno.
+fn set_keep_alive(env: Env, args: &[Value]) -> Result<Value> {
+    let fd = descriptor(env, args[0])?;
+    errno_result(env, gaio_engine::set_keepalive(fd, env.to_bool(args[1], "on")?, env.to_u32(args[2], "idleSeconds")?))
+}
+
+/// A connection's descriptor, as the facade passes it.
+fn descriptor(env: Env, value: Value) -> Result<BorrowedFd<'static>> {
+    let fd = env.to_i32(value, "fd")?;
+    if fd < 0 {
+        return Err(Error::Range("fd must not be negative".into()));
+    }
+    // SAFETY: not -1 (checked), and open for the call (the facade's contract above).
+    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+fn errno_result(env: Env, result: std::io::Result<()>) -> Result<Value> {
+    env.int32(result.map_or_else(|e| -e.raw_os_error().unwrap_or(libc::EINVAL), |()| 0))
 }
 
 fn start_error(e: std::io::Error) -> Error {
@@ -380,7 +497,17 @@ fn start_error(e: std::io::Error) -> Error {
 }
 
 fn init(env: Env, exports: Value) -> Result<Value> {
-    env.set_named(exports, "createWatcher", env.function("createWatcher", create_watcher)?)?;
+    env.set_named(exports, "layout", layout::export(env)?)?;
+    let functions: [(&str, node_api::Callback); 5] = [
+        ("createWatcher", create_watcher),
+        ("sendNow", send_now),
+        ("socketAddresses", socket_addresses),
+        ("setNoDelay", set_no_delay),
+        ("setKeepAlive", set_keep_alive),
+    ];
+    for (name, f) in functions {
+        env.set_named(exports, name, env.function(name, f)?)?;
+    }
     let panic: node_api::Callback = |_, _| panic!("deliberate panic for the boundary test");
     env.set_named(exports, "_panic", env.function("_panic", panic)?)?;
     Ok(exports)

@@ -281,33 +281,22 @@ impl Env {
         Ok(String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into()))
     }
 
-    /// Registers `hook(arg)` to run when this environment shuts down (e.g.
-    /// process exit or worker termination). The `(hook, arg)` pair must not be
-    /// registered twice: Node aborts the process if it is. `hook` is called
+    /// Registers `hook(handle, arg)` to run when this environment shuts down
+    /// (process exit or a worker ending). Node keeps the environment, and so
+    /// this addon's code, alive until `napi_remove_async_cleanup_hook` is
+    /// called with the returned handle: that is what lets libuv close callbacks that
+    /// live in this library run before a worker unloads it. `hook` is called
     /// from C, so it must not panic (a panic there aborts the process).
     // Not `unsafe`: Node only hands `arg` back to `hook`, which, as a safe
     // fn, must cope with any pointer. Clippy cannot see that.
     #[allow(clippy::not_unsafe_ptr_arg_deref)]
-    pub fn add_cleanup_hook(
+    pub fn add_async_cleanup_hook(
         self,
-        hook: extern "C" fn(*mut c_void),
+        hook: unsafe extern "C" fn(sys::napi_async_cleanup_hook_handle, *mut c_void),
         arg: *mut c_void,
-    ) -> Result<()> {
-        // SAFETY: see module docs.
-        let status = unsafe { sys::napi_add_env_cleanup_hook(self.0, Some(hook), arg) };
-        self.check("napi_add_env_cleanup_hook", status)
-    }
-
-    /// Unregisters a hook added with [`Env::add_cleanup_hook`] (same pair).
-    #[allow(clippy::not_unsafe_ptr_arg_deref)] // as for `add_cleanup_hook`
-    pub fn remove_cleanup_hook(
-        self,
-        hook: extern "C" fn(*mut c_void),
-        arg: *mut c_void,
-    ) -> Result<()> {
-        // SAFETY: see module docs.
-        let status = unsafe { sys::napi_remove_env_cleanup_hook(self.0, Some(hook), arg) };
-        self.check("napi_remove_env_cleanup_hook", status)
+    ) -> Result<sys::napi_async_cleanup_hook_handle> {
+        // SAFETY: see module docs; `out` is a valid out-pointer.
+        self.out("napi_add_async_cleanup_hook", |out| unsafe { sys::napi_add_async_cleanup_hook(self.0, Some(hook), arg, out) })
     }
 }
 

@@ -7,8 +7,11 @@
 //! so that microtasks run after it as after any other I/O callback.
 //!
 //! The libuv handles are closed when the `LoopWatch` is dropped or the
-//! environment is torn down (a cleanup hook), whichever comes first; the
-//! shared state is freed when both the `LoopWatch` and the handles are gone.
+//! environment is torn down, whichever comes first; the shared state is freed
+//! when both the `LoopWatch` and the handles are gone. Closing is asynchronous
+//! (libuv calls back later, into this library), so the watch holds an async
+//! cleanup hook until the last close callback: a worker that ends waits for
+//! it before unloading the addon, instead of jumping into unmapped code.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ffi::c_void;
@@ -43,6 +46,10 @@ struct Inner {
     on_wake: Box<dyn FnMut() -> Wake>,
     /// The `LoopWatch` plus each libuv handle not yet closed: the last one frees.
     owners: u32,
+    /// Initialized libuv handles whose close callback has not run yet.
+    open_handles: u32,
+    /// Held until `open_handles` reaches zero after `close`; null once removed.
+    cleanup_hook: sys::napi_async_cleanup_hook_handle,
     closed: bool,
 }
 
@@ -69,6 +76,8 @@ impl Env {
             context,
             on_wake,
             owners: 1,
+            open_handles: 0,
+            cleanup_hook: ptr::null_mut(),
             closed: false,
         }));
         let watch = LoopWatch { inner: NonNull::new(inner).expect("Box is never null") };
@@ -78,12 +87,14 @@ impl Env {
             let timer_rc = sys::uv_timer_init(uv_loop, (*inner).timer);
             if timer_rc == 0 {
                 (*inner).owners += 1;
+                (*inner).open_handles += 1;
                 sys::uv_handle_set_data((*inner).timer, inner.cast());
                 sys::uv_unref((*inner).timer);
             }
             let poll_rc = sys::uv_poll_init(uv_loop, (*inner).poll, fd);
             if poll_rc == 0 {
                 (*inner).owners += 1;
+                (*inner).open_handles += 1;
                 sys::uv_handle_set_data((*inner).poll, inner.cast());
                 sys::uv_unref((*inner).poll);
             }
@@ -97,7 +108,9 @@ impl Env {
             drop(watch); // closes whatever was initialized
             return Err(Error::Code { code: "ERR_UV".into(), message: format!("libuv could not watch fd {fd}: error {started}") });
         }
-        self.add_cleanup_hook(teardown, inner.cast())?;
+        let hook = self.add_async_cleanup_hook(teardown, inner.cast())?;
+        // SAFETY: `inner` is alive (the watch owns it); JS thread.
+        unsafe { (*inner).cleanup_hook = hook };
         Ok(watch)
     }
 }
@@ -149,7 +162,6 @@ impl Drop for LoopWatch {
         // SAFETY: as in `set_timeout`; this gives up the LoopWatch's ownership.
         unsafe {
             if !(*inner).closed {
-                let _ = Env((*inner).env).remove_cleanup_hook(teardown, inner.cast());
                 close(inner);
             }
             release(inner);
@@ -191,6 +203,20 @@ unsafe fn close(inner: *mut Inner) {
             sys::uv_close(handle, Some(on_closed));
         }
     }
+    if (*inner).open_handles == 0 {
+        cleanup_done(inner);
+    }
+}
+
+/// Tells Node that nothing of this watch will call into the library again.
+///
+/// # Safety
+/// `inner` is alive and closed, its handles' close callbacks all run.
+unsafe fn cleanup_done(inner: *mut Inner) {
+    let hook = std::mem::replace(&mut (*inner).cleanup_hook, ptr::null_mut());
+    if !hook.is_null() {
+        sys::napi_remove_async_cleanup_hook(hook);
+    }
 }
 
 /// Drops one ownership; the last owner frees the handles' memory and `inner`.
@@ -207,13 +233,27 @@ unsafe fn release(inner: *mut Inner) {
 }
 
 unsafe extern "C" fn on_closed(handle: sys::uv_handle_t) {
-    // SAFETY: the data of an initialized handle is its live `Inner`.
-    guard("libuv close callback", || unsafe { release(sys::uv_handle_get_data(handle).cast()) });
+    // SAFETY: the data of an initialized handle is its live `Inner`, closed;
+    // the hook is removed before the release that may free it.
+    guard("libuv close callback", || unsafe {
+        let inner: *mut Inner = sys::uv_handle_get_data(handle).cast();
+        (*inner).open_handles -= 1;
+        if (*inner).open_handles == 0 {
+            cleanup_done(inner);
+        }
+        release(inner)
+    });
 }
 
-extern "C" fn teardown(arg: *mut c_void) {
-    // SAFETY: registered with the live `Inner`, and removed when it closes first.
-    guard("event loop cleanup hook", || unsafe { close(arg.cast()) });
+unsafe extern "C" fn teardown(_hook: sys::napi_async_cleanup_hook_handle, arg: *mut c_void) {
+    // SAFETY: registered with the live `Inner`, which stays alive until the
+    // hook is removed (in `cleanup_done`, after its handles have closed).
+    guard("event loop cleanup hook", || unsafe {
+        let inner: *mut Inner = arg.cast();
+        if !(*inner).closed {
+            close(inner)
+        }
+    });
 }
 
 unsafe extern "C" fn on_poll(handle: sys::uv_handle_t, _status: i32, _events: i32) {

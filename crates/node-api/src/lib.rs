@@ -21,7 +21,7 @@
 //!
 //! # Registering a module
 //!
-//! ```ignore
+//! ```text
 //! fn init(env: node_api::Env, exports: node_api::Value) -> node_api::Result<node_api::Value> {
 //!     env.set_named(exports, "add", env.function("add", add)?)?;
 //!     Ok(exports)

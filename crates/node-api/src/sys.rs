@@ -103,7 +103,9 @@ pub type napi_threadsafe_function_call_js = Option<
         data: *mut c_void,
     ),
 >;
-pub type napi_cleanup_hook = Option<unsafe extern "C" fn(arg: *mut c_void)>;
+pub type napi_async_cleanup_hook_handle = *mut c_void;
+pub type napi_async_cleanup_hook =
+    Option<unsafe extern "C" fn(handle: napi_async_cleanup_hook_handle, arg: *mut c_void)>;
 
 extern "C" {
     pub fn napi_get_undefined(env: napi_env, result: *mut napi_value) -> napi_status;
@@ -284,16 +286,13 @@ extern "C" {
         func: napi_threadsafe_function,
     ) -> napi_status;
 
-    pub fn napi_add_env_cleanup_hook(
+    pub fn napi_add_async_cleanup_hook(
         env: napi_env,
-        fun: napi_cleanup_hook,
+        hook: napi_async_cleanup_hook,
         arg: *mut c_void,
+        remove_handle: *mut napi_async_cleanup_hook_handle,
     ) -> napi_status;
-    pub fn napi_remove_env_cleanup_hook(
-        env: napi_env,
-        fun: napi_cleanup_hook,
-        arg: *mut c_void,
-    ) -> napi_status;
+    pub fn napi_remove_async_cleanup_hook(remove_handle: napi_async_cleanup_hook_handle) -> napi_status;
 
     pub fn napi_get_global(env: napi_env, result: *mut napi_value) -> napi_status;
     pub fn napi_add_finalizer(
