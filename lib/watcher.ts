@@ -1,0 +1,873 @@
+// The Watcher: it validates calls, queues submissions and flushes them to the
+// native side in one crossing per microtask, and turns the flat completion
+// records the native side writes into result objects. See ARCHITECTURE.md.
+
+import { lookup, type LookupAddress } from 'node:dns'
+import { isIP, Socket } from 'node:net'
+import { inspect } from 'node:util'
+import { booleanOf, bytesOf, checkKeys, deadlineAt, integerIn, MAX_DELAY, MAX_TRANSFER, nonEmpty, optionsObject, transferable } from './args'
+import { Conn, ConnIds, DEAD_CONN_ID, Listener, WatcherScope, type ConnState } from './conn'
+import { EngineErrors, Kind, native, NO_DEADLINE, SUBMIT_FIELDS, TAKE_FIELDS, Where, type NativeWatcher } from './native'
+import { errorFromCode, GaioError, invalidArgType, invalidArgValue, outOfRange, type ErrorPlace } from './errors'
+import { Request } from './request'
+import { OpType, type ConnectOptions, type ConnLike, type Deadline, type ListenOptions, type OpResult, type WaitOptions, type WatcherOptions } from './types'
+
+// Watchers with a waitIO() in progress: like a goroutine blocked in WaitIO,
+// waiting keeps the watcher alive even if nothing else refers to it.
+const waiting = new Set<object>()
+
+const closeForgottenWatcher = new FinalizationRegistry<{ handle: NativeWatcher; scope: WatcherScope }>(({ handle, scope }) => {
+  scope.closed = true
+  handle.close()
+})
+
+/**
+ * Writes larger than this go to the engine a chunk at a time, the next when
+ * the last is out: the engine copies what it cannot send at once, and a whole
+ * 512 MiB write would otherwise double the caller's memory.
+ */
+const WRITE_CHUNK = 4 << 20
+
+/** net.Sockets handed to a watcher, with the connection each became: one watcher each. */
+const delegated = new WeakMap<Socket, Conn>()
+
+const WATCHER_OPTIONS = ['bufferSize', 'swapSize', 'cpu', 'mode', 'silentWrites'] as const
+const LISTEN_OPTIONS = ['host', 'port', 'path', 'backlog', 'reusePort'] as const
+const CONNECT_OPTIONS = ['host', 'port', 'path', 'timeout'] as const
+
+/** The system call a request's OS error came from, as Node names them. */
+const SYSCALLS = new Map<number, string>([
+  [Kind.Read, 'read'],
+  [Kind.ReadFull, 'read'],
+  [Kind.Write, 'write'],
+  [Kind.Accept, 'accept'],
+  [Kind.Connect, 'connect'],
+  [Kind.CloseWrite, 'shutdown'],
+])
+
+/** What each request kind completes as. */
+const OPERATIONS = new Map<number, OpType>([
+  [Kind.Read, OpType.Read],
+  [Kind.ReadFull, OpType.Read],
+  [Kind.Write, OpType.Write],
+  [Kind.Accept, OpType.Accept],
+  [Kind.Connect, OpType.Connect],
+  [Kind.CloseWrite, OpType.CloseWrite],
+])
+
+/** A result as the watcher builds it, before it is typed for the caller. */
+interface RawResult {
+  operation: OpType
+  context: unknown
+  conn: ConnLike | Listener
+  buffer: ArrayBufferView | null
+  size: number
+  isSwapBuffer: boolean
+  error: GaioError | null
+}
+
+function abortError(signal: AbortSignal): Error {
+  const error = new Error('The operation was aborted', { cause: signal.reason }) as Error & { code: string }
+  error.name = 'AbortError'
+  error.code = 'ABORT_ERR'
+  return error
+}
+
+/** A host argument; none means localhost. */
+function hostOf(host: unknown, what: string): string {
+  if (host === undefined) return 'localhost'
+  if (typeof host !== 'string') throw invalidArgType(what, 'of type string', host)
+  return host
+}
+
+function pathOf(path: unknown, what: string): string {
+  if (typeof path !== 'string') throw invalidArgType(what, 'of type string', path)
+  if (path === '') throw invalidArgValue(what, path, 'must be a non-empty path')
+  return path
+}
+
+/**
+ * A poller with the connections given to it. Submit requests with a context
+ * value each; `waitIO()` resolves with the completions, in batches.
+ * `Context` is the type of those context values.
+ * @example
+ * const w = new Watcher<string>()
+ * const ln = w.listen({ port: 8080 })
+ * w.accept('accept', ln)
+ * for await (const results of w) for (const res of results) console.log(res.context, res.error)
+ */
+export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Context>[]> {
+  private readonly handle: NativeWatcher
+  private readonly mode: 'thread' | 'inline'
+  private readonly bufferSize: number
+  private readonly silentWrites: boolean
+  private readonly swap: Uint8Array[]
+  private readonly ids = new ConnIds()
+  private readonly scope = new WatcherScope()
+  private readonly requests: (Request | undefined)[] = []
+  private readonly freeRequestSlots: number[] = []
+  private queue: number[] = []
+  /**
+   * Connections with a chunked write under way, and the writes (and
+   * half-closes) made on them since: those wait their turn here, so that
+   * bytes go out in the order they were written.
+   */
+  private readonly held = new Map<ConnState, { owner: Request; waiting: number[] }>()
+  /** Connects waiting for their name to resolve: close() completes them at once. */
+  private readonly lookups = new Set<{ context: unknown }>()
+  private flushScheduled = false
+  /** Views of record memory the native side owns and reads or writes in place. */
+  private submitRecords!: Int32Array
+  private takeRecords!: Int32Array
+  /** Requests not yet delivered by waitIO(): while there are any, the process stays alive. */
+  private outstanding = 0
+  private local: RawResult[] = []
+  private waiter: { resolve: (r: RawResult[]) => void; reject: (e: Error) => void } | null = null
+  private readonly forgottenConns: FinalizationRegistry<number>
+
+  /**
+   * @throws {TypeError} ERR_INVALID_ARG_TYPE / ERR_INVALID_ARG_VALUE for a wrong option or an unknown one.
+   * @throws {RangeError} ERR_OUT_OF_RANGE for a size out of range, or a `cpu` this process may not run on.
+   * @example const w = new Watcher({ mode: 'inline' })
+   */
+  constructor(options: WatcherOptions = {}) {
+    const given = optionsObject(options, 'options') as WatcherOptions
+    checkKeys(given, 'options', WATCHER_OPTIONS)
+    const bufferSize = integerIn(given.bufferSize ?? 65536, 1, 1 << 30, 'options.bufferSize')
+    const swapSize = integerIn(given.swapSize ?? Math.max(1 << 20, bufferSize), bufferSize, 1 << 30, 'options.swapSize')
+    const cpu = given.cpu === undefined ? -1 : integerIn(given.cpu, 0, 1 << 16, 'options.cpu')
+    const mode = given.mode ?? 'thread'
+    if (mode !== 'thread' && mode !== 'inline') throw invalidArgValue('options.mode', mode, "must be 'thread' or 'inline'")
+    if (mode === 'inline' && cpu >= 0) throw invalidArgValue('options.cpu', cpu, 'pins the poller thread, and an inline watcher has none')
+    this.mode = mode
+    this.bufferSize = bufferSize
+    this.silentWrites = booleanOf(given.silentWrites ?? false, 'options.silentWrites')
+    try {
+      this.handle = native.createWatcher(Watcher.readyCallback(new WeakRef(this as Watcher<unknown>)), bufferSize, swapSize, cpu, mode === 'inline')
+    } catch (e) {
+      if (cpu >= 0 && (e as GaioError).code === 'ERR_WATCHER_START') throw outOfRange('options.cpu', `a CPU this process may run on (${(e as Error).message})`, cpu)
+      throw e
+    }
+    this.swap = this.handle.swapBuffers().map((b) => new Uint8Array(b))
+    this.resizeRecords(64 * SUBMIT_FIELDS, 64 * TAKE_FIELDS)
+    closeForgottenWatcher.register(this, { handle: this.handle, scope: this.scope }, this)
+    this.forgottenConns = new FinalizationRegistry((id) => this.release(id))
+  }
+
+  /**
+   * The native side holds this callback; it must not hold the watcher, or a
+   * forgotten watcher could never be collected. Made outside the constructor:
+   * a closure there shares its context (and `this`) with the constructor's other closures.
+   */
+  private static readyCallback(watcher: WeakRef<Watcher<unknown>>): () => void {
+    return () => watcher.deref()?.onReady()
+  }
+
+  // ---- connections ----
+
+  /**
+   * Listens on a TCP address (port 0 picks one) or a Unix socket path. A
+   * listener keeps the process alive only while an accept is pending on it.
+   * @throws {GaioError} the OS's error, such as EADDRINUSE (`listen EADDRINUSE 127.0.0.1:8080`); ERR_WATCHER_CLOSED after close().
+   * @throws {TypeError} ERR_INVALID_ARG_TYPE / ERR_INVALID_ARG_VALUE for a bad or unknown option.
+   * @example const ln = w.listen({ host: '127.0.0.1', port: 0 }); ln.port
+   */
+  listen(options: ListenOptions = {}): Listener {
+    if (this.scope.closed) throw new GaioError('ERR_WATCHER_CLOSED', 'the watcher is closed')
+    const given = optionsObject(options, 'options') as ListenOptions
+    checkKeys(given, 'options', LISTEN_OPTIONS)
+    const backlog = integerIn(given.backlog ?? 4096, 1, MAX_DELAY, 'options.backlog')
+    const reusePort = Boolean(given.reusePort)
+    let host = ''
+    let port = 0
+    let path = ''
+    if (given.path !== undefined) {
+      path = pathOf(given.path, 'options.path')
+    } else {
+      host = hostOf(given.host, 'options.host')
+      // Listening on a name would need a lookup first; localhost is the one name taken.
+      if (host === 'localhost') host = '127.0.0.1'
+      if (!isIP(host)) throw invalidArgValue('options.host', host, 'must be an IP address or "localhost"')
+      port = integerIn(given.port ?? 0, 0, 65535, 'options.port')
+    }
+    this.flush()
+    const id = this.ids.allocate()
+    const bound = this.handle.listen(id, host, port, path, backlog, reusePort)
+    if (bound < 0) {
+      this.ids.release(id)
+      throw errorFromCode(-bound, path ? { syscall: 'listen', path } : { syscall: 'listen', address: host, port })
+    }
+    const listener = new Listener(id, this.scope, bound, path || host)
+    this.track(listener)
+    return listener
+  }
+
+  /**
+   * Accepts one connection on `listener`; completes as OpType.Accept with the
+   * new Conn (or, failed, with the listener as `conn`).
+   * @throws {TypeError} ERR_INVALID_ARG_TYPE when `listener` is not a Listener; ERR_INVALID_ARG_VALUE when it is another watcher's.
+   * @example w.accept('accept', ln)
+   */
+  accept(context: Context, listener: Listener): void {
+    if (!(listener instanceof Listener)) throw invalidArgType('listener', 'an instance of Listener', listener)
+    this.own(listener)
+    this.push(new Request(Kind.Accept, context, listener, listener, null, null, 0, NO_DEADLINE, this.newConn()))
+  }
+
+  /**
+   * Connects to a TCP address or Unix socket path; completes as
+   * OpType.Connect with the new Conn. A name is looked up first and every
+   * address it resolves to is tried in order until one connects.
+   * @throws {TypeError} ERR_INVALID_ARG_TYPE / ERR_INVALID_ARG_VALUE for a bad or unknown option.
+   * @throws {RangeError} ERR_OUT_OF_RANGE for a port or timeout out of range.
+   * @example w.connect('upstream', { host: 'localhost', port: 6379, timeout: 2000 })
+   */
+  connect(context: Context, options: ConnectOptions): void {
+    const given = optionsObject(options, 'options') as ConnectOptions
+    checkKeys(given, 'options', CONNECT_OPTIONS)
+    const deadline = given.timeout === undefined ? NO_DEADLINE : Date.now() + integerIn(given.timeout, 0, MAX_DELAY, 'options.timeout')
+    if (given.path !== undefined) return this.enqueueConnect(context, [`unix:${pathOf(given.path, 'options.path')}`], -1, deadline)
+    const host = hostOf(given.host, 'options.host')
+    const port = integerIn(given.port, 1, 65535, 'options.port')
+    if (isIP(host) || this.scope.closed) return this.enqueueConnect(context, [host], port, deadline)
+    // Names resolve first; the request counts as outstanding meanwhile.
+    this.retain(1)
+    const pending = { context }
+    this.lookups.add(pending)
+    lookup(host, { all: true, verbatim: true }, (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => {
+      if (!this.lookups.delete(pending)) return // close() has completed it
+      this.retain(-1)
+      if (err) {
+        const failed = new GaioError(err.code ?? 'ENOTFOUND', err.message, err.errno, { syscall: 'getaddrinfo', address: host })
+        return this.deliverLocal({ operation: OpType.Connect, context, conn: this.deadConn(), buffer: null, size: 0, isSwapBuffer: false, error: failed })
+      }
+      this.enqueueConnect(context, err ? [host] : addresses.map((a) => a.address), port, deadline)
+    })
+  }
+
+  /**
+   * Closes a connection or listener now; what was pending on it completes with
+   * ERR_CONN_CLOSED. A Unix listener's socket file is removed before this
+   * returns. Idempotent.
+   * @throws {TypeError} ERR_INVALID_ARG_TYPE for something that is not a connection; ERR_INVALID_ARG_VALUE for another watcher's.
+   * @example w.free(res.conn)
+   */
+  free(conn: ConnLike | Listener): void {
+    const state = conn instanceof Listener ? this.own(conn) : this.stateOf(conn as ConnLike, false)
+    if (state === undefined || state.freed || this.scope.closed) return
+    this.queueFree(state)
+    this.flush()
+  }
+
+  /**
+   * TCP_NODELAY on or off (on by default for connections the watcher makes, as in Go).
+   * @throws {GaioError} ERR_CONN_CLOSED if the connection is freed; the OS's error (`setsockopt EINVAL`).
+   * @example w.setNoDelay(conn, false) // let the kernel coalesce small writes
+   */
+  setNoDelay(conn: ConnLike, noDelay = true): void {
+    this.socketOption(conn, (fd) => native.setNoDelay(fd, Boolean(noDelay)))
+  }
+
+  /**
+   * TCP keep-alive on or off; `initialDelay` (ms, rounded up to seconds) is the
+   * idle time before the first probe (0 keeps the system's).
+   * @throws {GaioError} ERR_CONN_CLOSED if the connection is freed; the OS's error.
+   * @throws {RangeError} ERR_OUT_OF_RANGE for a negative or huge delay.
+   * @example w.setKeepAlive(conn, true, 30_000)
+   */
+  setKeepAlive(conn: ConnLike, enable = false, initialDelay = 0): void {
+    const seconds = Math.ceil(integerIn(initialDelay, 0, MAX_DELAY, 'initialDelay') / 1000)
+    this.socketOption(conn, (fd) => native.setKeepAlive(fd, Boolean(enable), seconds))
+  }
+
+  // ---- reads and writes ----
+
+  /**
+   * Reads at least one byte into `buffer`, or into the swap buffer when none is given.
+   * The result's `buffer` is a view of exactly the bytes read.
+   * @throws {TypeError} ERR_INVALID_ARG_TYPE for a bad connection or buffer; ERR_INVALID_ARG_VALUE for a Listener or another watcher's connection.
+   * @throws {GaioError} ERR_EMPTY_BUFFER for a zero-length buffer; ERR_SOCKET_HAS_DATA for a net.Socket delegated too late.
+   * @example w.read('read', conn) // swap buffer: valid until the next waitIO()
+   */
+  read(context: Context, conn: ConnLike, buffer?: ArrayBufferView | null): void {
+    this.submitRead(Kind.Read, context, conn, buffer, NO_DEADLINE)
+  }
+
+  /**
+   * read() that fails with ERR_DEADLINE if nothing arrives by `deadline`.
+   * @throws {RangeError} ERR_OUT_OF_RANGE for a deadline that looks like a duration (use `{ timeout }`); as read() otherwise.
+   * @example w.readTimeout('read', conn, null, { timeout: 5000 })
+   */
+  readTimeout(context: Context, conn: ConnLike, buffer: ArrayBufferView | null | undefined, deadline: Deadline): void {
+    this.submitRead(Kind.Read, context, conn, buffer, deadlineAt(deadline))
+  }
+
+  /**
+   * Reads until `buffer` is full (or end of stream, an error, or the deadline).
+   * @throws {RangeError} ERR_OUT_OF_RANGE for a buffer of 2 GiB or more; as read() otherwise.
+   * @example w.readFull('header', conn, new Uint8Array(4))
+   */
+  readFull(context: Context, conn: ConnLike, buffer: ArrayBufferView, deadline?: Deadline): void {
+    if (buffer === null || buffer === undefined) throw invalidArgType('buffer', 'an instance of Buffer, TypedArray or DataView', buffer)
+    this.submitRead(Kind.ReadFull, context, conn, buffer, deadline === undefined ? NO_DEADLINE : deadlineAt(deadline))
+  }
+
+  /**
+   * Writes every byte of `buffer`. The bytes are taken when the request is flushed (same tick).
+   * @throws {RangeError} ERR_OUT_OF_RANGE for a buffer of 2 GiB or more (split it).
+   * @throws {GaioError} ERR_EMPTY_BUFFER for a zero-length buffer.
+   * @example w.write('reply', conn, Buffer.from('hello'))
+   */
+  write(context: Context, conn: ConnLike, buffer: ArrayBufferView): void {
+    this.submitWrite(context, conn, buffer, NO_DEADLINE)
+  }
+
+  /**
+   * write() that fails with ERR_DEADLINE if not every byte is written by `deadline`.
+   * @throws {RangeError} as write(), and for a deadline that looks like a duration.
+   * @example w.writeTimeout('reply', conn, data, { timeout: 1000 })
+   */
+  writeTimeout(context: Context, conn: ConnLike, buffer: ArrayBufferView, deadline: Deadline): void {
+    this.submitWrite(context, conn, buffer, deadlineAt(deadline))
+  }
+
+  /**
+   * Half-close: once every write made before it has gone out, the sending
+   * side shuts down and the peer reads end of stream; reading goes on.
+   * Completes as OpType.CloseWrite. Writes made after it fail (EPIPE).
+   * @throws {TypeError} ERR_INVALID_ARG_TYPE for a bad connection; ERR_INVALID_ARG_VALUE for a Listener or another watcher's connection.
+   * @example w.closeWrite('eof forwarded', upstream)
+   */
+  closeWrite(context: Context, conn: ConnLike): void {
+    this.enqueueOn(Kind.CloseWrite, context, conn, null, null, 0, NO_DEADLINE)
+  }
+
+  // ---- results ----
+
+  /**
+   * Resolves with the next non-empty batch of results. Swap-buffer views in
+   * the previous batch are released when this is called. After close() it
+   * resolves with what is left to deliver (what close() cancelled, and requests
+   * made since, each with ERR_WATCHER_CLOSED), and rejects with
+   * ERR_WATCHER_CLOSED once nothing is: that ends a `for await` loop.
+   * @throws {GaioError} (rejects) ERR_WAIT_PENDING while another waitIO() waits; ERR_WATCHER_CLOSED; an AbortError when `signal` aborts.
+   * @example const results = await w.waitIO({ signal: AbortSignal.timeout(1000) })
+   */
+  waitIO(options: WaitOptions = {}): Promise<OpResult<Context>[]> {
+    const signal = options.signal
+    if (this.waiter) return Promise.reject(new GaioError('ERR_WAIT_PENDING', 'waitIO() is already waiting'))
+    if (signal?.aborted) return Promise.reject(abortError(signal))
+    if (this.scope.closed) {
+      const left = this.takeLocal()
+      if (left.length) return Promise.resolve(this.typed(left))
+      return Promise.reject(new GaioError('ERR_WATCHER_CLOSED', 'the watcher is closed'))
+    }
+    try {
+      this.flush()
+      const results = this.collect()
+      if (results.length) return Promise.resolve(this.typed(results))
+    } catch (e) {
+      return Promise.reject(e)
+    }
+    return new Promise<RawResult[]>((resolve, reject) => {
+      if (!signal) {
+        this.waiter = { resolve, reject }
+      } else {
+        const onAbort = () => {
+          if (this.waiter !== waiter) return
+          this.waiter = null
+          waiting.delete(this)
+          reject(abortError(signal))
+        }
+        const waiter = {
+          resolve: (r: RawResult[]) => (signal.removeEventListener('abort', onAbort), resolve(r)),
+          reject: (e: Error) => (signal.removeEventListener('abort', onAbort), reject(e)),
+        }
+        this.waiter = waiter
+        signal.addEventListener('abort', onAbort, { once: true })
+      }
+      waiting.add(this)
+    }).then((results) => this.typed(results))
+  }
+
+  /**
+   * The batches of results, as `waitIO()` gives them, until the watcher is
+   * closed and everything is delivered. Breaking out of the loop leaves the
+   * watcher open (close() it when done); `signal` ends a loop that is waiting
+   * by throwing an AbortError from it.
+   * @example for await (const results of w.iterate({ signal })) handle(results)
+   */
+  iterate(options: WaitOptions = {}): AsyncIterable<OpResult<Context>[]> {
+    return { [Symbol.asyncIterator]: () => this.iterator(options) }
+  }
+
+  /**
+   * `for await (const results of w)`: the batches, as iterate() without a signal.
+   * @example for await (const results of w) for (const res of results) if (res.error) w.free(res.conn)
+   */
+  [Symbol.asyncIterator](): AsyncIterator<OpResult<Context>[]> {
+    return this.iterator({})
+  }
+
+  /**
+   * Closes every connection and stops the poller. Requests still pending
+   * complete with ERR_WATCHER_CLOSED: a waitIO() in progress resolves with
+   * them, or else the next call does. Unix listeners' socket files are removed
+   * before this returns. Idempotent.
+   * @example w.close()
+   */
+  close(): void {
+    if (this.scope.closed) return
+    this.flush()
+    const closed = () => errorFromCode(EngineErrors.ERR_WATCHER_CLOSED)
+    for (const { waiting } of this.held.values()) {
+      for (const slot of waiting) this.local.push(this.resultOf(this.finish(slot), 0, closed()))
+    }
+    this.held.clear()
+    // What the flush above released from a hold, or continued, never reached the engine.
+    for (const slot of this.queue) {
+      const request = this.finish(slot)
+      if (request.kind !== Kind.Free) this.local.push(this.resultOf(request, request.sent, closed()))
+    }
+    this.queue = []
+    for (const { context } of this.lookups) {
+      this.local.push({ operation: OpType.Connect, context, conn: this.deadConn(), buffer: null, size: 0, isSwapBuffer: false, error: closed() })
+    }
+    this.lookups.clear()
+    this.scope.closed = true
+    this.handle.close()
+    closeForgottenWatcher.unregister(this)
+    // collect() takes this.local itself (and replaces it): keep what it returns.
+    this.local = this.collect()
+    this.outstanding = 0
+    this.settleWaiter()
+  }
+
+  /** @internal A short form for console.log: not the swap buffers. */
+  [inspect.custom](): string {
+    return `Watcher { mode: '${this.mode}', outstanding: ${this.outstanding}${this.scope.closed ? ', closed' : ''} }`
+  }
+
+  // ---- internals ----
+
+  private iterator(options: WaitOptions): AsyncIterator<OpResult<Context>[]> {
+    return {
+      next: () =>
+        this.waitIO(options).then(
+          (value) => ({ value, done: false }),
+          (e: GaioError) => {
+            if (e.code === 'ERR_WATCHER_CLOSED') return { value: undefined, done: true }
+            throw e
+          },
+        ),
+      // Breaking out of a loop ends only the loop.
+      return: () => Promise.resolve({ value: undefined, done: true }),
+    }
+  }
+
+  private typed(results: RawResult[]): OpResult<Context>[] {
+    return results as unknown as OpResult<Context>[]
+  }
+
+  private newConn(): Conn {
+    return new Conn(this.ids.allocate(), this.scope)
+  }
+
+  /** The connection of a connect that failed before it had one. */
+  private deadConn(): Conn {
+    const conn = new Conn(DEAD_CONN_ID, this.scope)
+    conn.freed = true
+    return conn
+  }
+
+  private own<T extends ConnState>(state: T): T {
+    if (state.owner !== this.scope) throw invalidArgValue('conn', state, 'belongs to another watcher')
+    return state
+  }
+
+  /** A forgotten connection (`owner`: what the caller holds) is freed by the collector. */
+  private track(state: ConnState, owner: object = state): void {
+    this.forgottenConns.register(owner, state.id, state)
+  }
+
+  private release(id: number): void {
+    if (this.scope.closed) return
+    this.queueFreeOf(id)
+    this.scheduleFlush()
+  }
+
+  /** The state of a connection argument; a net.Socket is delegated on first use. */
+  private stateOf(conn: ConnLike, delegate: boolean): ConnState | undefined {
+    if (conn instanceof Conn) return this.own(conn)
+    if ((conn as unknown) instanceof Listener) throw invalidArgValue('conn', conn, 'is a Listener: reads and writes need a connection')
+    if (!(conn instanceof Socket)) throw invalidArgType('conn', 'an instance of Conn or net.Socket', conn)
+    const known = delegated.get(conn)
+    if (known) return this.own(known)
+    return delegate ? this.delegate(conn) : undefined
+  }
+
+  private delegate(socket: Socket): Conn {
+    const handle = (socket as unknown as { _handle?: { fd?: number; readStop?: () => void } })._handle
+    const fd = handle?.fd
+    if (typeof fd !== 'number' || fd < 0) throw invalidArgValue('conn', socket, 'is a net.Socket that is not connected (no file descriptor)')
+    if (socket.readableLength > 0) {
+      throw new GaioError('ERR_SOCKET_HAS_DATA', 'the net.Socket has already read data: delegate it before reading (for example in its connect callback, or with pauseOnConnect)')
+    }
+    // Destroying Node's copy would drop what it has not written yet.
+    if (socket.writableLength > 0) {
+      throw new GaioError('ERR_SOCKET_HAS_DATA', 'the net.Socket still has bytes queued for writing: delegate it once they are written (its write callback, or the drain event)')
+    }
+    this.flush()
+    const state = this.newConn()
+    const adopted = this.handle.adopt(state.id, fd)
+    if (adopted < 0) {
+      this.ids.release(state.id)
+      throw errorFromCode(-adopted, { syscall: 'dup' })
+    }
+    state.fd = adopted
+    // Node keeps the peer's address once read, but not its own after destroy():
+    // read both now, while its handle is open, and pin its own to the socket.
+    void socket.remoteAddress
+    const local = { localAddress: socket.localAddress, localPort: socket.localPort, localFamily: socket.localFamily }
+    handle!.readStop?.()
+    // The watcher owns a duplicate now; closing Node's copy sends nothing to the peer.
+    socket.destroy()
+    for (const [name, value] of Object.entries(local)) Object.defineProperty(socket, name, { value, configurable: true })
+    delegated.set(socket, state)
+    this.track(state, socket)
+    return state
+  }
+
+  private socketOption(conn: ConnLike, set: (fd: number) => number): void {
+    const state = this.stateOf(conn, true) as Conn
+    if (state.listener) throw invalidArgValue('conn', conn, 'is a Listener: socket options apply to connections')
+    if (!state.open) throw errorFromCode(EngineErrors.ERR_CONN_CLOSED)
+    const rc = set(state.fd)
+    if (rc < 0) throw errorFromCode(-rc, { syscall: 'setsockopt' })
+  }
+
+  private submitRead(kind: Kind, context: unknown, conn: ConnLike, buffer: ArrayBufferView | null | undefined, deadline: number): void {
+    const bytes = buffer === null || buffer === undefined ? null : nonEmpty(bytesOf(buffer, 'buffer'), 'buffer')
+    if (bytes && kind === Kind.ReadFull) transferable(bytes, 'buffer')
+    // A read returns at most what it asks for: asking for less of a huge buffer changes nothing else.
+    this.enqueueOn(kind, context, conn, bytes, null, bytes ? Math.min(bytes.byteLength, MAX_TRANSFER) : this.bufferSize, deadline)
+  }
+
+  private submitWrite(context: unknown, conn: ConnLike, buffer: ArrayBufferView, deadline: number): void {
+    const bytes = transferable(nonEmpty(bytesOf(buffer, 'buffer'), 'buffer'), 'buffer')
+    this.enqueueOn(Kind.Write, context, conn, bytes, bytes, bytes.byteLength, deadline)
+  }
+
+  private enqueueOn(kind: Kind, context: unknown, conn: ConnLike, bytes: Uint8Array | null, given: ArrayBufferView | null, arg: number, deadline: number): void {
+    if (this.scope.closed) {
+      // Checked, but not delegated: a closed watcher leaves a net.Socket alone.
+      this.stateOf(conn, false)
+      const request = new Request(kind, context, conn, this.deadConn(), bytes, given, 0, NO_DEADLINE)
+      return this.deliverLocal(this.resultOf(request, 0, errorFromCode(EngineErrors.ERR_WATCHER_CLOSED)))
+    }
+    const state = this.stateOf(conn, true)!
+    if (state.listener) throw invalidArgValue('conn', conn, 'is a Listener: reads and writes need a connection')
+    this.push(new Request(kind, context, conn, state, bytes, given, arg, deadline))
+  }
+
+  /** A connect to the first of `addresses`; the others are tried in turn if it fails. */
+  private enqueueConnect(context: unknown, addresses: readonly string[], port: number, deadline: number): void {
+    const created = this.newConn()
+    this.track(created)
+    this.push(new Request(Kind.Connect, context, created, created, null, null, port, deadline, created, addresses[0], addresses.slice(1)))
+  }
+
+  private push(request: Request): void {
+    if (this.scope.closed || request.state.freed) {
+      const code = this.scope.closed ? EngineErrors.ERR_WATCHER_CLOSED : EngineErrors.ERR_CONN_CLOSED
+      return this.deliverLocal(this.resultOf(request, request.sent, errorFromCode(code)))
+    }
+    this.retain(1)
+    this.dispatch(this.newRequest(request))
+  }
+
+  /** Queues a request for the next flush, or holds it behind a chunked write on its connection. */
+  private dispatch(slot: number): void {
+    const request = this.requests[slot]!
+    if (request.kind === Kind.Write || request.kind === Kind.CloseWrite) {
+      const hold = this.held.get(request.state)
+      if (hold) return void hold.waiting.push(slot)
+      if (request.arg > WRITE_CHUNK) this.held.set(request.state, { owner: request, waiting: [] })
+    }
+    this.queue.push(slot)
+    this.scheduleFlush()
+  }
+
+  /** A chunked write is over: what waited behind it goes, in order. */
+  private releaseHeld(request: Request): void {
+    const hold = this.held.get(request.state)
+    if (hold?.owner !== request) return
+    this.held.delete(request.state)
+    for (const slot of hold.waiting) this.dispatch(slot)
+  }
+
+  private newRequest(request: Request): number {
+    const slot = this.freeRequestSlots.pop() ?? this.requests.length
+    this.requests[slot] = request
+    return slot
+  }
+
+  private queueFree(state: ConnState): void {
+    state.freed = true
+    // Unregistered, or its finalizer could free the id again after 4096 reuses of the slot brought the generation round.
+    this.forgottenConns.unregister(state)
+    this.queueFreeOf(state.id)
+  }
+
+  private queueFreeOf(id: number): void {
+    // A stale id (released already) names nothing of ours: freeing it could close a newer connection.
+    if (!this.ids.release(id)) return
+    this.queue.push(this.newRequest(new Request(Kind.Free, null, null, this.deadConn(), null, null, id, NO_DEADLINE)))
+  }
+
+  /** Counts requests not yet delivered; the first keeps the process alive, the last lets it go. */
+  private retain(delta: number): void {
+    const before = this.outstanding
+    this.outstanding += delta
+    if (this.scope.closed) return
+    if (before === 0 && this.outstanding > 0) this.handle.keepAlive(true)
+    else if (before > 0 && this.outstanding === 0) this.handle.keepAlive(false)
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return
+    this.flushScheduled = true
+    queueMicrotask(() => this.flush())
+  }
+
+  /** Hands every queued request to the engine in one call. */
+  private flush(): void {
+    this.flushScheduled = false
+    const queue = this.queue
+    if (queue.length === 0 || this.scope.closed) return
+    this.queue = []
+    if (this.submitRecords.length < queue.length * SUBMIT_FIELDS) {
+      this.resizeRecords(2 * queue.length * SUBMIT_FIELDS, this.takeRecords.length)
+    }
+    const records = this.submitRecords
+    const extras: unknown[] = []
+    let count = 0
+    let now = 0
+    for (const slot of queue) {
+      const request = this.requests[slot]!
+      let conn = request.kind === Kind.Free ? request.arg : request.state.id
+      let arg = request.arg
+      let extra = -1
+      if (request.kind === Kind.Write) {
+        // The caller may have detached or shrunk the buffer since the call.
+        if (request.buffer!.byteLength !== request.arg) {
+          this.completeHere(slot, new GaioError('ERR_BUFFER_DETACHED', 'the buffer was detached before it was sent'))
+          continue
+        }
+        const state = request.state as Conn
+        if (this.mode === 'thread' && state.writing === 0 && state.open) {
+          // Nothing of this connection's is queued in the engine, so nothing
+          // else writes to its socket now: send from here, no thread hop.
+          const sent = native.sendNow(state.fd, this.chunkOf(request))
+          if (sent < 0) {
+            this.completeHere(slot, errorFromCode(-sent, { syscall: 'write' }))
+            continue
+          }
+          request.sent += sent
+          if (request.sent === request.arg) {
+            this.completeHere(slot, null)
+            continue
+          }
+        }
+        const chunk = this.chunkOf(request)
+        arg = chunk.byteLength
+        extra = extras.push(chunk) - 1
+        state.writing++
+      } else if (request.kind === Kind.CloseWrite) {
+        // Writes made after it must not go out directly, ahead of the shutdown.
+        ;(request.state as Conn).writing++
+      } else if (request.kind === Kind.Accept) {
+        conn = request.created!.id
+        arg = request.state.id
+      } else if (request.kind === Kind.Connect) {
+        extra = extras.push(request.address!) - 1
+      }
+      const at = count * SUBMIT_FIELDS
+      records[at] = request.kind
+      records[at + 1] = slot
+      records[at + 2] = conn
+      records[at + 3] = arg
+      records[at + 4] = extra
+      records[at + 5] = request.deadline === NO_DEADLINE ? NO_DEADLINE : Math.max(0, Math.ceil(request.deadline - (now ||= Date.now())))
+      count++
+      if (request.kind === Kind.Free) this.finish(slot)
+    }
+    // Inline, the writes went out during the call and completions may be waiting already.
+    if (this.handle.submit(count, extras)) this.onReady()
+  }
+
+  /** The part of a write the engine gets next: what is not sent yet, at most a chunk. */
+  private chunkOf(request: Request): Uint8Array {
+    const bytes = request.buffer!
+    const end = Math.min(request.arg, request.sent + WRITE_CHUNK)
+    return request.sent === 0 && end === request.arg ? bytes : bytes.subarray(request.sent, end)
+  }
+
+  /** A write that ends without the engine: its result goes with the next batch. */
+  private completeHere(slot: number, error: GaioError | null): void {
+    const request = this.finish(slot)
+    this.retain(-1) // deliverLocal counts it again
+    if (error !== null || !this.silentWrites) this.deliverLocal(this.resultOf(request, request.sent, error))
+    this.releaseHeld(request)
+  }
+
+  private resizeRecords(submitLen: number, takeLen: number): void {
+    const [submit, take] = this.handle.records(submitLen, takeLen)
+    this.submitRecords = new Int32Array(submit!)
+    this.takeRecords = new Int32Array(take!)
+  }
+
+  private finish(slot: number): Request {
+    const request = this.requests[slot]!
+    this.requests[slot] = undefined
+    this.freeRequestSlots.push(slot)
+    return request
+  }
+
+  private onReady(): void {
+    if (!this.waiter) return
+    if (this.scope.closed) return this.settleWaiter()
+    let results: RawResult[]
+    try {
+      results = this.collect()
+    } catch (e) {
+      // Only an engine failure gets here; the waiter hears of it.
+      const waiter = this.waiter
+      this.waiter = null
+      waiting.delete(this)
+      return waiter.reject(e as Error)
+    }
+    if (results.length) this.settleWaiter(results)
+  }
+
+  private settleWaiter(given?: RawResult[]): void {
+    const waiter = this.waiter
+    if (!waiter) return
+    // Taken only when someone waits: close() keeps them for the next waitIO() otherwise.
+    const results = given ?? this.takeLocal()
+    this.waiter = null
+    waiting.delete(this)
+    if (this.scope.closed && results.length === 0) {
+      return waiter.reject(new GaioError('ERR_WATCHER_CLOSED', 'the watcher is closed'))
+    }
+    waiter.resolve(results)
+  }
+
+  private takeLocal(): RawResult[] {
+    const local = this.local
+    this.local = []
+    return local
+  }
+
+  private deliverLocal(result: RawResult): void {
+    this.local.push(result)
+    this.retain(1)
+    if (this.waiter) queueMicrotask(() => this.onReady())
+  }
+
+  /** Takes the engine's completions and any local results, as result objects. */
+  private collect(): RawResult[] {
+    let count: number
+    try {
+      // More completions than the records hold: grow them to fit, and take again (more may have come).
+      while ((count = this.handle.take()) < 0) this.resizeRecords(this.submitRecords.length, -2 * count * TAKE_FIELDS)
+    } catch (e) {
+      // The poller died and its sockets with it: no descriptor of ours may be used again.
+      this.scope.failed = true
+      throw e
+    }
+    const records = this.takeRecords
+    const results = this.takeLocal()
+    const finished = results.length + count
+    for (let i = 0; i < count; i++) {
+      const at = i * TAKE_FIELDS
+      const request = this.finish(records[at]!)
+      const code = records[at + 2]!
+      const result = this.complete(request, records[at + 1]!, code, records[at + 3]!, records[at + 4]!)
+      if (result) results.push(result)
+    }
+    if (finished && !this.scope.closed) this.retain(-finished)
+    return results
+  }
+
+  /** The result of a request the engine completed; none for a connect that goes on to its next address. */
+  private complete(request: Request, size: number, code: number, where: number, offset: number): RawResult | null {
+    const error = code === 0 ? null : errorFromCode(code, this.placeOf(request))
+    if (request.kind === Kind.Accept || request.kind === Kind.Connect) {
+      const created = request.created!
+      if (error) {
+        this.ids.release(created.id)
+        created.freed = true
+        this.forgottenConns.unregister(created)
+        const next = request.fallbacks[0]
+        if (request.kind === Kind.Connect && next !== undefined && !this.scope.closed && error.code !== 'ERR_DEADLINE') {
+          this.enqueueConnect(request.context, request.fallbacks, request.arg, request.deadline)
+          return null
+        }
+        return this.resultOf(request, 0, error)
+      }
+      if (where === Where.Socket) created.fd = offset
+      if (request.kind === Kind.Accept) this.track(created)
+      return { operation: OPERATIONS.get(request.kind)!, context: request.context, conn: created, buffer: null, size: 0, isSwapBuffer: false, error }
+    }
+    if (request.kind === Kind.Write) return this.continueWrite(request, size, error)
+    if (request.kind === Kind.CloseWrite) (request.state as Conn).writing--
+    if (request.kind !== Kind.Read && request.kind !== Kind.ReadFull) return this.resultOf(request, size, error)
+    if (where === Where.None || size === 0) return this.resultOf(request, size, error)
+    if (request.buffer === null) {
+      const view = this.swap[where]!.subarray(offset, offset + size)
+      return { operation: OpType.Read, context: request.context, conn: request.conn as ConnLike, buffer: view, size, isSwapBuffer: true, error }
+    }
+    if (request.buffer.byteLength < size) {
+      return this.resultOf(request, 0, new GaioError('ERR_BUFFER_DETACHED', 'the buffer was detached before the read completed'))
+    }
+    if (where === Where.Owned) this.handle.copyOwned(offset, request.buffer)
+    else request.buffer.set(this.swap[where]!.subarray(offset, offset + size))
+    return this.resultOf(request, size, error)
+  }
+
+  /** A chunk of a large write is out: the next goes, or, with the last or an error, the write's result. */
+  private continueWrite(request: Request, size: number, error: GaioError | null): RawResult | null {
+    request.sent += size
+    ;(request.state as Conn).writing--
+    const cut = this.scope.closed ? EngineErrors.ERR_WATCHER_CLOSED : request.state.freed ? EngineErrors.ERR_CONN_CLOSED : 0
+    if (error === null && request.sent < request.arg && cut === 0) {
+      // Straight to the queue: the writes held behind this one wait for all of it.
+      this.retain(1)
+      this.queue.push(this.newRequest(request))
+      this.scheduleFlush()
+      return null
+    }
+    this.releaseHeld(request)
+    const failure = error ?? (request.sent < request.arg ? errorFromCode(cut) : null)
+    if (failure === null && this.silentWrites) return null
+    return this.resultOf(request, request.sent, failure)
+  }
+
+  /** Where a request's OS error happened, for its message and fields. */
+  private placeOf(request: Request): ErrorPlace {
+    const syscall = SYSCALLS.get(request.kind)
+    const address = request.address
+    if (address === null) return { syscall }
+    if (address.startsWith('unix:')) return { syscall, path: address.slice('unix:'.length) }
+    return { syscall, address, port: request.arg }
+  }
+
+  private resultOf(request: Request, size: number, error: GaioError | null): RawResult {
+    const operation = OPERATIONS.get(request.kind)!
+    // A read hands back the bytes it read, as a view of the caller's memory; a write, what was given.
+    const buffer = operation !== OpType.Read ? request.given : request.buffer !== null && size > 0 ? request.buffer.subarray(0, size) : null
+    // A failed accept hands back its listener, as the request named it; a failed connect, its dead connection.
+    return { operation, context: request.context, conn: request.conn as ConnLike, buffer, size, isSwapBuffer: false, error }
+  }
+}
