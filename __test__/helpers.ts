@@ -2,8 +2,23 @@
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net'
 import { Watcher, Listener, Conn, OpType, GaioError, type OpResult, type WatcherOptions } from '../index'
 
-/** Rejects if `promise` does not settle within `ms`. */
+/**
+ * How much slower than a native machine the tests may run: every time limit
+ * (the most a step may take, never the least) is multiplied by it. 1 by default;
+ * scripts/test-arm.sh raises it for CPU emulation (GAIO_TEST_TIME_SCALE).
+ */
+export const TIME_SCALE = Number(process.env.GAIO_TEST_TIME_SCALE ?? 1)
+if (!(TIME_SCALE >= 1)) throw new Error(`GAIO_TEST_TIME_SCALE must be a number >= 1, not ${process.env.GAIO_TEST_TIME_SCALE}`)
+
+/** A time limit of `ms` on a native machine, scaled for this one. */
+export const scaled = (ms: number) => ms * TIME_SCALE
+
+/** Rejects if `promise` does not settle within `ms` (scaled). */
 export function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  return race(scaled(ms), what, promise)
+}
+
+function race<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms)
@@ -121,11 +136,11 @@ export function startEchoServer(watcherOptions: ConstructorParameters<typeof Wat
  * valid inside `onResult` only.
  */
 export async function drive(w: Watcher, onResult: (res: OpResult) => boolean | void, ms = 10_000, what = 'drive'): Promise<void> {
-  const until = Date.now() + ms
+  const until = Date.now() + scaled(ms)
   for (;;) {
     const left = until - Date.now()
-    if (left <= 0) throw new Error(`${what}: not done within ${ms} ms`)
-    const results = await within(left, what, w.waitIO())
+    if (left <= 0) throw new Error(`${what}: not done within ${scaled(ms)} ms`)
+    const results = await race(left, what, w.waitIO())
     for (const res of results) if (onResult(res) === true) return
   }
 }
@@ -137,11 +152,11 @@ export async function drive(w: Watcher, onResult: (res: OpResult) => boolean | v
  */
 export async function collectUntil(w: Watcher, predicate: (results: OpResult[]) => boolean, ms = 10_000, what = 'collectUntil'): Promise<OpResult[]> {
   const collected: OpResult[] = []
-  const until = Date.now() + ms
+  const until = Date.now() + scaled(ms)
   while (!predicate(collected)) {
     const left = until - Date.now()
-    if (left <= 0) throw new Error(`${what}: condition not met within ${ms} ms (${collected.length} results)`)
-    collected.push(...(await within(left, what, w.waitIO())))
+    if (left <= 0) throw new Error(`${what}: condition not met within ${scaled(ms)} ms (${collected.length} results)`)
+    collected.push(...(await race(left, what, w.waitIO())))
   }
   return collected
 }
@@ -285,4 +300,10 @@ export function useMode(m: 'thread' | 'inline'): void {
 /** `options` with the driving mode of this test process, unless they name one. */
 export function withMode(options: WatcherOptions = {}): WatcherOptions {
   return { mode, ...options }
+}
+
+/** Whether a read's result buffer is the `size` bytes it read, as a view of the memory the caller gave. */
+export function isReadInto(result: OpResult, given: ArrayBufferView): boolean {
+  const view = result.buffer
+  return view !== null && view.buffer === given.buffer && view.byteOffset === given.byteOffset && view.byteLength === result.size
 }

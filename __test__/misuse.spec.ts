@@ -2,11 +2,11 @@
 // call, or a result with an error code; never a crash or a hang.
 import test from 'ava'
 import { createServer, Socket } from 'node:net'
-import { join } from 'node:path'
 import { Conn, GaioError, Listener, OpType, Watcher, type OpResult } from '../index'
-import { collectUntil, gaioPair, netClient, sleep, within } from './helpers'
+import { loadAddon } from '../lib/loader'
+import { collectUntil, gaioPair, netClient, sleep, within, isReadInto } from './helpers'
 
-const nativePath = join(__dirname, '..', 'gaio.linux-x64-gnu.node')
+const nativePath = loadAddon().path
 
 /**
  * Results that arrive within `ms`. The last waitIO() stays pending (it cannot
@@ -54,8 +54,9 @@ test('new Watcher(): wrong option types and ranges', (t) => {
 test('listen(): wrong argument types, and a clear GaioError from the system', async (t) => {
   const w = new Watcher()
   t.teardown(() => w.close())
-  t.throws(() => w.listen(undefined as never), { instanceOf: TypeError })
-  t.throws(() => w.listen(null as never), { instanceOf: TypeError })
+  t.true(w.listen() instanceof Listener, 'no options: localhost, a free port')
+  t.throws(() => w.listen(null as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => w.listen({ prot: 80 } as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /unknown option "prot"/ })
   t.throws(() => w.listen(8080 as never), { instanceOf: TypeError })
   t.throws(() => w.listen({ host: 'example.com' }), { instanceOf: TypeError, message: /IP address/ })
   t.throws(() => w.listen({ host: 127 as never }), { instanceOf: TypeError })
@@ -113,8 +114,8 @@ test('connect() to a closed port: a result with ECONNREFUSED', async (t) => {
   t.is(res.error?.code, 'ECONNREFUSED')
   t.true(res.conn instanceof Conn)
   // The failed connection is closed: using it gives results, not throws.
-  w.read('on refused', res.conn)
-  w.write('on refused', res.conn, Buffer.from('x'))
+  w.read('on refused', res.conn as Conn)
+  w.write('on refused', res.conn as Conn, Buffer.from('x'))
   const after = await collectUntil(w, (rs) => rs.length >= 2, 3000, 'use of a refused conn')
   t.deepEqual(after.map((r) => r.error?.code), ['ERR_CONN_CLOSED', 'ERR_CONN_CLOSED'])
 })
@@ -163,9 +164,9 @@ test('read(), readTimeout(), readFull(), write(), writeTimeout(): wrong argument
   for (const [name, call, takesDeadline] of calls) {
     // conn not a Conn (nor a net.Socket)
     for (const bad of [undefined, null, {}, 7, 'conn', buf, Promise.resolve()]) {
-      t.throws(() => call(bad, buf, soon), { instanceOf: TypeError, message: /conn must be/ }, `${name}(conn: ${String(bad)})`)
+      t.throws(() => call(bad, buf, soon), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE', message: /"conn" argument/ }, `${name}(conn: ${String(bad)})`)
     }
-    t.throws(() => call(listener, buf, soon), { instanceOf: TypeError, message: /listener/ }, `${name} on a listener`)
+    t.throws(() => call(listener, buf, soon), { instanceOf: TypeError, message: /listener/i }, `${name} on a listener`)
     t.throws(() => call(foreign, buf, soon), { instanceOf: TypeError, message: /another watcher/ }, `${name} with another watcher's Conn`)
     // buffer not a view (null and undefined are fine for reads: the swap buffer)
     for (const bad of ['bytes', [1, 2, 3], new ArrayBuffer(4), { length: 3 }, 42, true]) {
@@ -186,7 +187,7 @@ test('read(), readTimeout(), readFull(), write(), writeTimeout(): wrong argument
   // readTimeout and writeTimeout need their deadline; readFull's is optional.
   t.throws(() => w.readTimeout('x', client, buf, undefined as never), { instanceOf: TypeError })
   t.throws(() => w.writeTimeout('x', client, buf, undefined as never), { instanceOf: TypeError })
-  t.throws(() => w.readFull('x', client, undefined as never), { instanceOf: TypeError, message: /needs a buffer/ })
+  t.throws(() => w.readFull('x', client, undefined as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE', message: /"buffer" argument/ })
 
   // A bad buffer or deadline does not delegate a net.Socket: it stays with Node.
   const peer = createServer()
@@ -261,17 +262,17 @@ test('a past deadline: ERR_DEADLINE, unless the data is already there', async (t
   t.is(short.error?.code, 'ERR_DEADLINE')
   // The 'x' of the write above was never read: it comes first.
   t.is(short.size, 3)
-  t.is(short.buffer, into)
+  t.true(isReadInto(short, into))
   t.deepEqual([...into], [...Buffer.from('xab'), 0, 0], 'the bytes read before the deadline are in the buffer')
 })
 
 test('reads and writes on a listener are TypeErrors; accept on a Conn too', async (t) => {
   const { w, listener, client } = await pair(t)
-  t.throws(() => w.read('x', listener as never), { instanceOf: TypeError, message: /listener/ })
-  t.throws(() => w.readTimeout('x', listener as never, null, Date.now() + 100), { instanceOf: TypeError, message: /listener/ })
-  t.throws(() => w.readFull('x', listener as never, new Uint8Array(1)), { instanceOf: TypeError, message: /listener/ })
-  t.throws(() => w.write('x', listener as never, Buffer.from('x')), { instanceOf: TypeError, message: /listener/ })
-  t.throws(() => w.writeTimeout('x', listener as never, Buffer.from('x'), Date.now() + 100), { instanceOf: TypeError, message: /listener/ })
+  t.throws(() => w.read('x', listener as never), { instanceOf: TypeError, message: /listener/i })
+  t.throws(() => w.readTimeout('x', listener as never, null, Date.now() + 100), { instanceOf: TypeError, message: /listener/i })
+  t.throws(() => w.readFull('x', listener as never, new Uint8Array(1)), { instanceOf: TypeError, message: /listener/i })
+  t.throws(() => w.write('x', listener as never, Buffer.from('x')), { instanceOf: TypeError, message: /listener/i })
+  t.throws(() => w.writeTimeout('x', listener as never, Buffer.from('x'), Date.now() + 100), { instanceOf: TypeError, message: /listener/i })
   t.throws(() => w.accept('x', client as never), { instanceOf: TypeError })
   t.true(listener instanceof Listener)
   t.deepEqual(await resultsFor(w, 50), [])
@@ -423,10 +424,10 @@ test('after close(): requests complete with ERR_WATCHER_CLOSED, listen throws, t
   t.notThrows(() => w.close())
 })
 
-test('the native functions called directly with garbage throw; a panic is an ERR_INTERNAL_PANIC error; the process survives', async (t) => {
+test('the native functions called directly with garbage throw or fail the record; a panic is an ERR_INTERNAL_PANIC error; the process survives', async (t) => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const native = require(nativePath) as Record<string, (...args: unknown[]) => unknown>
-  t.deepEqual(Object.keys(native).sort(), ['_panic', 'createWatcher'])
+  t.deepEqual(Object.keys(native).sort(), ['_panic', 'createWatcher', 'layout', 'sendNow', 'setKeepAlive', 'setNoDelay', 'socketAddresses'])
   for (const inline of [false, true]) {
     t.throws(() => native.createWatcher('not a function', 1024, 4096, -1, inline), { instanceOf: TypeError })
     t.throws(() => native.createWatcher(() => {}, -5, 4096, -1, inline), { instanceOf: RangeError })
@@ -456,32 +457,42 @@ test('the native functions called directly with garbage throw; a panic is an ERR
     t.throws(() => h.submit(2, []), { instanceOf: RangeError }, 'more records than the memory holds')
     t.throws(() => h.submit(-1, []), { instanceOf: RangeError })
     t.throws(() => h.submit('1', []), { instanceOf: TypeError })
-    t.throws(() => submit([99, 0, 0, 0, -1, -1], []), { instanceOf: RangeError, message: /kind/ })
-    t.throws(() => submit([0, 0, 0, -3, -1, -1], []), { instanceOf: RangeError })
-    t.throws(() => submit([2, 0, 0, 3, 0, -1], ['not bytes']), { instanceOf: TypeError })
-    t.throws(() => submit([2, 0, 0, 3, 5, -1], []), { instanceOf: TypeError })
-    t.throws(() => submit([2, 0, 0, 3, 0, -1], undefined))
-    t.throws(() => submit([4, 0, 0, 80, 0, -1], ['not an address']), { instanceOf: TypeError })
-    t.throws(() => submit([4, 0, 0, 70000, 0, -1], ['127.0.0.1']), { instanceOf: RangeError })
+    // A record that cannot be read fails on its own (EINVAL), never the whole batch.
+    const garbage: [number[], unknown][] = [
+      [[99, 1, 0, 0, -1, -1], []], // no such kind
+      [[0, 2, 0, -3, -1, -1], []], // a negative length
+      [[2, 3, 0, 3, 0, -1], ['not bytes']],
+      [[2, 4, 0, 3, 5, -1], []], // no such extra
+      [[2, 5, 0, 3, 0, -1], [{}]],
+      [[4, 6, 0, 80, 0, -1], ['not an address']],
+      [[4, 7, 0, 70000, 0, -1], ['127.0.0.1']], // no such port
+    ]
+    for (const [fields, extras] of garbage) t.notThrows(() => submit(fields, extras))
+    t.throws(() => submit([2, 9, 0, 3, 0, -1], undefined), { instanceOf: TypeError }, 'no extras array: refused at the call')
     t.throws(() => h.copyOwned(99, new Uint8Array(4)), { instanceOf: RangeError })
     t.throws(() => h.copyOwned(0, 'target'), { instanceOf: TypeError })
-    t.throws(() => h.listen(1, 'not an ip', 0, '', 16, false), { instanceOf: TypeError })
+    t.is(h.listen(1, 'not an ip', 0, '', 16, false), -22, 'an address that does not parse: -EINVAL')
     t.throws(() => h.listen(1, {}, 0, '', 16, false), { instanceOf: TypeError })
     t.throws(() => h.keepAlive('yes'), { instanceOf: TypeError })
     t.is(h.adopt(1, 999_999), -9, 'adopting a descriptor that does not exist: -EBADF')
 
     // A read on a connection the engine never heard of completes with ERR_CONN_CLOSED (-3),
     // but only into completion memory with room: none yet, so take refuses and loses nothing.
-    submit([0, 7, 12345, 10, -1, -1], [])
+    submit([0, 8, 12345, 10, -1, -1], [])
     await sleep(20)
-    t.throws(() => h.take(), { instanceOf: RangeError, message: /hold 0 completions/ })
-    const [, takeMemory] = h.records(6, 5) as ArrayBuffer[]
+    t.true((h.take() as number) < 0, 'no room for the completions waiting: it says how many, and takes nothing')
+    const [, takeMemory] = h.records(6, 5 * 8) as ArrayBuffer[]
     let n = 0
-    for (let i = 0; i < 100 && n === 0; i++) {
-      n = h.take() as number
-      if (n === 0) await sleep(10)
+    for (let i = 0; i < 100 && n < 8; i++) {
+      n += h.take() as number
+      if (n < 8) await sleep(10)
     }
-    t.deepEqual([...new Int32Array(takeMemory)], [7, 0, -3, -1, 0])
+    const records = new Int32Array(takeMemory)
+    const outcome = (req: number) => {
+      for (let at = 0; at < records.length; at += 5) if (records[at] === req) return [...records.subarray(at, at + 5)]
+    }
+    for (let req = 1; req <= 7; req++) t.deepEqual(outcome(req), [req, 0, 22, -1, 0], `garbage record ${req}`)
+    t.deepEqual(outcome(8), [8, 0, -3, -1, 0])
     h.close()
     t.notThrows(() => h.close())
   }

@@ -11,7 +11,7 @@
 // GAIO_SOAK_OPS, GAIO_SOAK_CONNS and GAIO_SOAK_MODES (comma-separated) override.
 import test from 'ava'
 import { Conn, OpType, Watcher } from '../index'
-import { collectGarbage, pattern, startEchoServer } from './helpers'
+import { collectGarbage, pattern, scaled, startEchoServer } from './helpers'
 import { fdsSettle, fdSummary, openFds, Poller } from './reliability'
 
 const OPS = Number(process.env.GAIO_SOAK_OPS ?? 1_000_000)
@@ -44,7 +44,7 @@ interface Sample {
 
 for (const mode of MODES) {
   test.serial(`[${mode}] soak: ${OPS.toLocaleString('en')} echo round trips over ${CONNS} connections; every byte checked, heap and RSS flat after warm-up, descriptors back to baseline`, async (t) => {
-    t.timeout(Math.max(120_000, OPS / 5))
+    t.timeout(scaled(Math.max(120_000, OPS / 5)))
     await collectGarbage()
     const baseFds = openFds()
     const server = startEchoServer({ mode }, { accepts: 256 })

@@ -1,0 +1,359 @@
+// What a production server needs from the API, through the public API:
+// half-close, addresses, socket options, connect timeouts, cancellable waits,
+// errors that say where, names that resolve to several addresses, and a short
+// console.log form.
+import test from 'ava'
+import { lookup } from 'node:dns/promises'
+import { createServer, connect as netConnect, type Socket } from 'node:net'
+import { inspect } from 'node:util'
+import { Conn, GaioError, Listener, OpType, Watcher, type OpResult } from '../index'
+import { collectUntil, gaioPair, netServer, receiveUntilEnd, scaled, within } from './helpers'
+
+const modes = ['thread', 'inline'] as const
+
+function watcher(t: { teardown(fn: () => void): void }, mode: (typeof modes)[number], silentWrites = false): Watcher<string> {
+  const w = new Watcher<string>({ mode, silentWrites })
+  t.teardown(() => w.close())
+  return w
+}
+
+const byContext = (results: OpResult[]) => new Map(results.map((r) => [r.context, r]))
+
+/**
+ * A connection from `w` to a node:net peer that allows half-open connections
+ * (it does not end its side when ours ends), with the peer's socket.
+ */
+async function halfOpenPeer(t: { teardown(fn: () => void): void }, w: Watcher<string>): Promise<{ conn: Conn; peer: Socket }> {
+  let peer: Socket | undefined
+  const server = createServer({ allowHalfOpen: true }, (s) => (peer = s))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    peer?.destroy()
+    server.close()
+  })
+  w.connect('connect', { host: '127.0.0.1', port: (server.address() as { port: number }).port })
+  const [connected] = await collectUntil(w, (rs) => rs.length > 0, 5000, 'connect')
+  if (connected!.error) throw connected!.error
+  await within(5000, 'accepted', (async () => { while (!peer) await new Promise((r) => setTimeout(r, 5)) })())
+  return { conn: connected!.conn as Conn, peer: peer! }
+}
+
+/**
+ * Connects `w` to a half-open peer, writes 'head:' (context 'head') and `big`
+ * (context 'big') on it, then half-closes (context 'fin'). Resolves with the
+ * results up to the half-close's, and what the peer read up to end of stream.
+ */
+async function writeThenHalfClose(t: { teardown(fn: () => void): void }, w: Watcher<string>, big: Buffer) {
+  const { conn, peer } = await halfOpenPeer(t, w)
+  const everything = receiveUntilEnd(peer)
+  w.write('head', conn, Buffer.from('head:'))
+  w.write('big', conn, big)
+  w.closeWrite('fin', conn)
+  const results = await collectUntil(w, (rs) => rs.some((r) => r.context === 'fin'), 10_000, 'closeWrite')
+  const got = await within(10_000, 'the peer reads to the end', everything)
+  return { conn, peer, results, got }
+}
+
+for (const mode of modes) {
+  test(`[${mode}] closeWrite(): the peer reads end of stream after every byte written before it, and this end still reads`, async (t) => {
+    const w = watcher(t, mode)
+    const big = Buffer.alloc(3 << 20, 7)
+    const { conn, peer, results, got } = await writeThenHalfClose(t, w, big)
+    const byName = byContext(results)
+    const fin = byName.get('fin')!
+    t.is(fin.operation, OpType.CloseWrite)
+    t.is(fin.error, null)
+    t.is(byName.get('big')!.size, big.length, 'the writes before it completed first')
+    t.is(got.length, 5 + big.length, 'every byte, then end of stream')
+    // Half-closed, not closed: the peer can still answer, and a write after it fails.
+    w.read('answer', conn)
+    peer.end('still here')
+    w.write('late', conn, Buffer.from('x'))
+    const after = byContext(await collectUntil(w, (rs) => rs.some((r) => r.context === 'answer') && rs.some((r) => r.context === 'late'), 5000, 'after the half-close'))
+    t.is(Buffer.from(after.get('answer')!.buffer!).toString(), 'still here')
+    t.is(after.get('late')!.error?.code, 'EPIPE')
+  })
+
+  test(`[${mode}] addresses: accepted, connected and delegated connections know both ends; a freed one forgets them`, async (t) => {
+    const w = watcher(t, mode)
+    const { listener, client, server } = await gaioPair(w)
+    t.is(server.localPort, listener.port)
+    t.is(server.localAddress, '127.0.0.1')
+    t.is(server.localFamily, 'IPv4')
+    t.is(client.remotePort, listener.port)
+    t.is(client.remoteAddress, '127.0.0.1')
+    t.is(client.remoteFamily, 'IPv4')
+    t.is(server.remotePort, client.localPort, 'each end sees the other')
+    t.is(typeof client.localPort, 'number')
+
+    // A delegated net.Socket keeps its own addresses, and its Conn has them too.
+    const nodeServer = createServer({ pauseOnConnect: true }, (socket) => {
+      w.read('delegated', socket)
+      socket.on('error', () => {})
+    })
+    await new Promise<void>((resolve) => nodeServer.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => nodeServer.close())
+    const port = (nodeServer.address() as { port: number }).port
+    const client2 = netConnect(port, '127.0.0.1')
+    t.teardown(() => client2.destroy())
+    await new Promise((resolve) => client2.once('connect', resolve))
+    client2.write('hi')
+    const [res] = await collectUntil(w, (rs) => rs.length > 0, 5000, 'delegated read')
+    const socket = res!.conn as Socket
+    t.is(socket.remotePort, client2.localPort, "the net.Socket's addresses survive the delegation")
+    t.is(socket.localPort, port)
+
+    w.free(server)
+    t.is(server.remoteAddress, server.remoteAddress, 'read before: kept')
+    const { client: other } = await gaioPair(w)
+    w.free(other)
+    t.is(other.remoteAddress, undefined, 'asked for only after free(): none')
+  })
+
+  test(`[${mode}] setNoDelay() and setKeepAlive() reach the socket; on a freed connection they throw ERR_CONN_CLOSED`, async (t) => {
+    const w = watcher(t, mode)
+    const { client, server } = await gaioPair(w)
+    t.notThrows(() => w.setNoDelay(client, false))
+    t.notThrows(() => w.setNoDelay(client))
+    t.notThrows(() => w.setKeepAlive(server, true, 30_000))
+    t.notThrows(() => w.setKeepAlive(server, false))
+    t.throws(() => w.setKeepAlive(server, true, -1), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' })
+    w.free(client)
+    t.throws(() => w.setNoDelay(client), { instanceOf: GaioError, code: 'ERR_CONN_CLOSED' })
+    // Still a working connection after the options.
+    w.write('w', server, Buffer.from('after options'))
+    const { client: c2, server: s2 } = await gaioPair(w)
+    w.setKeepAlive(c2, true, 1000)
+    w.write('w2', s2, Buffer.from('ok'))
+    w.read('r2', c2)
+    const rs = await collectUntil(w, (r) => r.some((x) => x.context === 'r2'), 5000, 'echo after options')
+    t.is(Buffer.from(rs.find((x) => x.context === 'r2')!.buffer!).toString(), 'ok')
+  })
+
+  test(`[${mode}] connect timeout: an unanswered connect fails with ERR_DEADLINE and its socket closes`, async (t) => {
+    const w = watcher(t, mode)
+    // A listener with a backlog of 1 that never accepts: later SYNs go unanswered.
+    const stuck = new Watcher({ mode })
+    t.teardown(() => stuck.close())
+    const ln = stuck.listen({ host: '127.0.0.1', port: 0, backlog: 1 })
+    const fillers: Socket[] = []
+    t.teardown(() => fillers.forEach((s) => s.destroy()))
+    for (let i = 0; i < 4; i++) {
+      const s = netConnect(ln.port, '127.0.0.1')
+      s.on('error', () => {})
+      fillers.push(s)
+    }
+    await new Promise((r) => setTimeout(r, 200))
+    const started = Date.now()
+    w.connect('slow', { host: '127.0.0.1', port: ln.port, timeout: 300 })
+    const [res] = await collectUntil(w, (rs) => rs.length > 0, 10_000, 'connect timeout')
+    t.is(res!.error?.code, 'ERR_DEADLINE')
+    t.true(Date.now() - started >= 290, 'not before the timeout')
+    t.throws(() => w.connect('x', { port: 1, timeout: -5 }), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' })
+  })
+
+  test(`[${mode}] waitIO({ signal }): an abort rejects with AbortError, results stay for the next call; iterate({ signal }) ends a loop`, async (t) => {
+    const w = watcher(t, mode)
+    const { client, server } = await gaioPair(w)
+    const controller = new AbortController()
+    const waiting = w.waitIO({ signal: controller.signal })
+    controller.abort()
+    const e = await t.throwsAsync(waiting)
+    t.is(e!.name, 'AbortError')
+    t.is((e as NodeJS.ErrnoException).code, 'ABORT_ERR')
+    await t.throwsAsync(w.waitIO({ signal: AbortSignal.abort() }), { name: 'AbortError' })
+    // Nothing is lost: the next waitIO() gets what completed meanwhile.
+    w.write('w', client, Buffer.from('kept'))
+    w.read('r', server)
+    const rs = await collectUntil(w, (r) => r.some((x) => x.context === 'r'), 5000, 'after the abort')
+    t.is(Buffer.from(rs.find((x) => x.context === 'r')!.buffer!).toString(), 'kept')
+
+    const loop = new AbortController()
+    setTimeout(() => loop.abort(), 50)
+    let batches = 0
+    const ended = await (async () => {
+      try {
+        for await (const _ of w.iterate({ signal: loop.signal })) batches++
+        return 'done'
+      } catch (error) {
+        return (error as Error).name
+      }
+    })()
+    t.is(ended, 'AbortError')
+    t.is(batches, 0)
+    // Breaking out of a loop leaves the watcher open.
+    w.write('w2', client, Buffer.from('x'))
+    for await (const results of w) {
+      t.true(results.length > 0)
+      break
+    }
+    w.read('r2', server)
+    t.true((await collectUntil(w, (r) => r.some((x) => x.context === 'r2'), 5000, 'after break')).length > 0)
+  })
+}
+
+test('errors say where, as Node says it: syscall, address and port, or path', async (t) => {
+  const w = new Watcher()
+  t.teardown(() => w.close())
+  const probe = await netServer()
+  await probe.close()
+  w.connect('refused', { host: '127.0.0.1', port: probe.port })
+  const [res] = await collectUntil(w, (rs) => rs.length > 0, 5000, 'refused')
+  const e = res!.error!
+  t.is(e.code, 'ECONNREFUSED')
+  t.is(e.syscall, 'connect')
+  t.is(e.address, '127.0.0.1')
+  t.is(e.port, probe.port)
+  t.is(e.message, `connect ECONNREFUSED 127.0.0.1:${probe.port}`)
+  t.is(typeof e.errno, 'number')
+
+  w.connect('no socket', { path: '/nonexistent-dir/gaio.sock' })
+  const [unix] = await collectUntil(w, (rs) => rs.length > 0, 5000, 'unix')
+  t.is(unix!.error!.message, 'connect ENOENT /nonexistent-dir/gaio.sock')
+  t.is(unix!.error!.path, '/nonexistent-dir/gaio.sock')
+
+  const taken = w.listen({ host: '127.0.0.1', port: 0 })
+  const inUse = t.throws(() => w.listen({ host: '127.0.0.1', port: taken.port }), { instanceOf: GaioError }) as GaioError
+  t.is(inUse.message, `listen EADDRINUSE 127.0.0.1:${taken.port}`)
+  t.is(inUse.syscall, 'listen')
+})
+
+test("argument errors carry Node's codes and name the argument; unknown options are refused by name", (t) => {
+  t.throws(() => new Watcher({ bufferSiz: 10 } as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /unknown option "bufferSiz"/ })
+  t.throws(() => new Watcher({ bufferSize: 'big' } as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE', message: /"options.bufferSize"/ })
+  t.throws(() => new Watcher({ bufferSize: 0 }), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE', message: /"options.bufferSize"/ })
+  t.throws(() => new Watcher({ mode: 'fast' } as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /options.mode/ })
+  t.throws(() => new Watcher({ silentWrites: 1 } as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE', message: /"options.silentWrites"/ })
+  const w = new Watcher()
+  t.teardown(() => w.close())
+  t.throws(() => w.connect('x', { host: '127.0.0.1', prot: 80 } as never), { code: 'ERR_INVALID_ARG_VALUE', message: /unknown option "prot"/ })
+  t.throws(() => w.connect('x', { host: '127.0.0.1', port: 0 }), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE', message: /"options.port"/ })
+  t.throws(() => w.accept('x', {} as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE', message: /"listener"/ })
+})
+
+test('deadlines are absolute: a small number is refused as a likely duration; { timeout } is the relative form', async (t) => {
+  const w = new Watcher()
+  t.teardown(() => w.close())
+  const { client, server } = await gaioPair(w)
+  const e = t.throws(() => w.readTimeout('x', server, null, 5000), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' })
+  t.regex(e!.message, /absolute/)
+  t.regex(e!.message, /\{ timeout: 5000 \}/)
+  t.throws(() => w.readTimeout('x', server, null, { timeout: -1 }), { instanceOf: RangeError })
+  t.throws(() => w.readTimeout('x', server, null, { timeout: 5, extra: 1 } as never), { code: 'ERR_INVALID_ARG_VALUE' })
+  const started = Date.now()
+  w.readTimeout('relative', server, null, { timeout: 150 })
+  w.writeTimeout('write', client, Buffer.from('x'), { timeout: 5000 })
+  const results = await collectUntil(w, (rs) => rs.some((r) => r.context === 'relative'), 5000, 'relative deadline')
+  const read = results.find((r) => r.context === 'relative')!
+  // The write's byte arrives first: the read gets it, well before its deadline.
+  t.is(read.error, null)
+  t.true(Date.now() - started < scaled(5000))
+  w.readTimeout('expires', server, null, { timeout: 100 })
+  const [expired] = await collectUntil(w, (rs) => rs.some((r) => r.context === 'expires'), 5000, 'expiry')
+  t.is(expired!.error?.code, 'ERR_DEADLINE')
+  t.true(Date.now() - started >= 100)
+})
+
+test('a name that resolves to several addresses: each is tried in order until one connects', async (t) => {
+  const addresses = await lookup('localhost', { all: true, verbatim: true })
+  const families = new Set(addresses.map((a) => a.family))
+  // Listen on the last address only: every one before it is refused first.
+  const last = addresses[addresses.length - 1]!
+  const w = new Watcher()
+  t.teardown(() => w.close())
+  const ln = w.listen({ host: last.address, port: 0 })
+  w.accept('accept', ln)
+  w.connect('connect', { host: 'localhost', port: ln.port })
+  const results = byContext(await collectUntil(w, (rs) => rs.some((r) => r.context === 'connect'), 5000, 'connect by name'))
+  t.is(results.get('connect')!.error, null, `localhost is ${addresses.map((a) => a.address).join(', ')}`)
+  t.is((results.get('connect')!.conn as Conn).remoteAddress, last.address)
+  t.log(`localhost: ${addresses.map((a) => a.address).join(', ')} (${families.size} families)`)
+})
+
+test('console.log shows a short form of a Watcher, a Conn and a Listener', async (t) => {
+  const w = new Watcher({ mode: 'inline' })
+  t.teardown(() => w.close())
+  const { listener, client } = await gaioPair(w)
+  t.regex(inspect(w), /^Watcher \{ mode: 'inline', outstanding: \d+ \}$/)
+  t.is(inspect(listener), `Listener { 127.0.0.1:${listener.port} }`)
+  t.is(inspect(client), `Conn { 127.0.0.1:${client.localPort} -> 127.0.0.1:${listener.port} }`)
+  t.true(inspect(w).length < 100, 'not the swap buffers')
+  w.free(client)
+  t.is(inspect(client), 'Conn { closed }')
+  t.true(listener instanceof Listener)
+})
+
+test('a read that ends names its syscall', async (t) => {
+  const w = new Watcher()
+  t.teardown(() => w.close())
+  const { client, server } = await gaioPair(w)
+  w.free(server)
+  w.read('read', client)
+  const [res] = await collectUntil(w, (rs) => rs.length > 0, 5000, 'read after peer close')
+  t.is(res!.error?.code, 'EOF')
+  t.is(res!.error?.syscall, 'read')
+})
+
+for (const mode of modes) {
+  test(`[${mode}] a write made right after closeWrite() never reaches the peer: it fails, after the end of stream`, async (t) => {
+    const w = watcher(t, mode)
+    const { conn, peer } = await halfOpenPeer(t, w)
+    const peerBytes: Buffer[] = []
+    peer.on('data', (d: Buffer) => peerBytes.push(d))
+    const ended = new Promise<void>((resolve) => peer.once('end', resolve))
+    w.write('before', conn, Buffer.from('before'))
+    w.closeWrite('fin', conn)
+    w.write('after', conn, Buffer.from('after'))
+    const results = byContext(await collectUntil(w, (rs) => rs.length >= 3, 5000, 'the three'))
+    await within(5000, 'the peer sees the end', ended)
+    t.is(Buffer.concat(peerBytes).toString(), 'before', 'nothing after the end of stream')
+    t.is(results.get('before')!.error, null)
+    t.is(results.get('fin')!.error, null)
+    t.is(results.get('after')!.error?.code, 'EPIPE')
+  })
+}
+
+for (const mode of modes) {
+  test(`[${mode}] silentWrites: writes that complete whole deliver nothing, a failed write and closeWrite() still do, and every byte arrives`, async (t) => {
+    const w = watcher(t, mode, true)
+    // A small write (sent from the JS thread at once) and one larger than a chunk (the engine's, in parts).
+    const big = Buffer.alloc(9 << 20, 3)
+    const { conn, results, got } = await writeThenHalfClose(t, w, big)
+    t.deepEqual(results.map((r) => r.context), ['fin'], 'only the half-close completes')
+    t.is(results[0]!.error, null)
+    t.is(got.length, 5 + big.length, 'every byte was sent')
+    w.write('late', conn, Buffer.from('x'))
+    const [late] = await collectUntil(w, (rs) => rs.length > 0, 5000, 'a write after the half-close')
+    t.is(late!.context, 'late')
+    t.is(late!.error?.code, 'EPIPE', 'a failed write is delivered')
+    t.regex(inspect(w), /outstanding: 0\b/, 'the silent writes were counted out, once each')
+  })
+
+  test(`[${mode}] silentWrites: a large write cut short by free() or close() between its chunks is delivered, with what got out`, async (t) => {
+    const CHUNK = 4 << 20 // the facade's WRITE_CHUNK: the next goes when a waitIO() takes this one's completion
+    for (const end of ['free', 'close'] as const) {
+      const w = watcher(t, mode, true)
+      const { conn, peer } = await halfOpenPeer(t, w)
+      let received = 0
+      peer.on('data', (d: Buffer) => (received += d.length))
+      const total = 4 * CHUNK
+      w.write('big', conn, Buffer.alloc(total, 1))
+      // No waitIO() yet: the first chunk goes out whole (in thread mode, with what the
+      // JS thread sent before it), and the write waits for its completion to be taken.
+      let before = -1
+      await within(10_000, 'the first chunk arrives, then nothing more', (async () => {
+        while (received < CHUNK || received !== before) {
+          before = received
+          await new Promise((r) => setTimeout(r, 100))
+        }
+      })())
+      if (end === 'free') w.free(conn)
+      else w.close()
+      const [cut] = await collectUntil(w, (rs) => rs.length > 0, 10_000, `the write after ${end}()`)
+      t.is(cut!.context, 'big')
+      t.is(cut!.error?.code, end === 'free' ? 'ERR_CONN_CLOSED' : 'ERR_WATCHER_CLOSED', end)
+      t.is(cut!.size, received, `${end}: the size is what got out`)
+      t.true(received < total, `${end}: and not all of it`)
+    }
+  })
+}
