@@ -1,7 +1,7 @@
 // What every workload and system shares: the payload pattern and its check,
-// the connect bound, the HTTP responder's parsing, statistics, and the child
-// processes (servers, clients, the Rust ceiling) with their one-line-JSON
-// protocol.
+// the connect bound, the kernel's counters (listen drops, TIME_WAIT), the HTTP
+// responder's parsing, and the child processes (servers, clients, the Rust
+// ceiling) with their one-line-JSON protocol. Statistics: stats.mjs.
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
@@ -25,6 +25,10 @@ export const CONNECTING = 1024
 export const ACCEPTS = 512
 /** Every listener, of every system, gets this backlog (somaxconn here is 4096). */
 export const BACKLOG = 4096
+
+/** Every system that serves echo (and http); node-http serves http only. */
+export const ECHO_SYSTEMS = ['gaio', 'gaio-inline', 'node-net', 'node-net-fast', 'rust-engine']
+export const HTTP_SYSTEMS = [...ECHO_SYSTEMS, 'node-http']
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 export const now = () => Number(process.hrtime.bigint()) / 1e9
@@ -51,6 +55,14 @@ export function expectEcho(k, offset, bytes, size) {
   }
 }
 
+/** What a push writes at a time: a fresh copy each, as a program producing data would. */
+export const CHUNK = 64 * 1024
+
+/** The chunk at stream offset `at` (a multiple of CHUNK) of a push: bytes (at + i) % 251. */
+export function chunk(at) {
+  return Buffer.from(payload(at, CHUNK))
+}
+
 /** The kernel's count of SYNs dropped because a listen queue was full (Linux; 0 elsewhere). */
 export function listenDrops() {
   try {
@@ -60,6 +72,33 @@ export function listenDrops() {
     return Number(values?.[names.indexOf('ListenOverflows')] ?? 0)
   } catch {
     return 0
+  }
+}
+
+/** Sockets in TIME_WAIT (state 06 in /proc/net/tcp and tcp6); null where there is no /proc. */
+export function timeWait() {
+  let n = 0
+  try {
+    for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+      for (const line of readFileSync(file, 'utf8').split('\n')) if (line.trim().split(/\s+/, 4)[3] === '06') n++
+    }
+  } catch {
+    return null
+  }
+  return n
+}
+
+/**
+ * Waits until TIME_WAIT sockets are back to `baseline` (+ a little: other
+ * processes share the machine) or `capMs` passed; they last 60 s on Linux, and
+ * thousands of them slow the next run's connects. Resolves with the count.
+ */
+export async function settle(baseline, capMs) {
+  const deadline = Date.now() + capMs
+  for (;;) {
+    const n = timeWait()
+    if (n === null || n <= baseline + 100 || Date.now() >= deadline) return n
+    await sleep(250)
   }
 }
 
@@ -94,27 +133,51 @@ export function responses(n) {
   return n === 1 ? HTTP_RESPONSE : Buffer.concat(Array(n).fill(HTTP_RESPONSE))
 }
 
-// ---- statistics -------------------------------------------------------------------
+// ---- framing ----------------------------------------------------------------------
 
-export function median(xs) {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
+/**
+ * Length-prefixed frames ([u32 LE length][payload]) arriving in pieces of any
+ * size. The bytes of an unfinished frame are kept across reads, copied (a
+ * read's bytes may not outlive it: gaio's swap views are reused). Each whole
+ * frame is answered with 8 bytes, its length and its last 4 payload bytes, so
+ * the client sees any slip in the boundaries. The same code for every Node system.
+ */
+export class Framer {
+  kept = Buffer.alloc(64 * 1024)
+  length = 0
+  frames = 0
 
-/** Least squares y = slope * x + intercept. */
-export function fit(points) {
-  const n = points.length
-  const mx = points.reduce((a, [x]) => a + x, 0) / n
-  const my = points.reduce((a, [, y]) => a + y, 0) / n
-  let sxy = 0
-  let sxx = 0
-  for (const [x, y] of points) {
-    sxy += (x - mx) * (y - my)
-    sxx += (x - mx) ** 2
+  /** Takes a read's bytes; returns the acks to write, or null. */
+  push(bytes) {
+    let data = bytes
+    if (this.length) {
+      if (this.length + bytes.length > this.kept.length) this.kept = Buffer.concat([this.kept.subarray(0, this.length)], 2 * (this.length + bytes.length))
+      this.kept.set(bytes, this.length)
+      data = this.kept.subarray(0, this.length + bytes.length)
+    }
+    const view = Buffer.from(data.buffer, data.byteOffset, data.length)
+    // A frame takes at least 8 bytes (payloads have 4 or more), its ack 8.
+    const acks = Buffer.allocUnsafe(view.length & ~7)
+    let count = 0
+    let at = 0
+    while (view.length - at >= 4) {
+      const n = view.readUInt32LE(at)
+      if (view.length - at - 4 < n) break
+      acks.writeUInt32LE(n, 8 * count)
+      view.copy(acks, 8 * count + 4, at + n, at + 4 + n)
+      count++
+      at += 4 + n
+    }
+    this.frames += count
+    const rest = view.length - at
+    // Keep the unfinished frame: copied to the front of `kept`.
+    if (rest && (at > 0 || !this.length)) {
+      if (rest > this.kept.length) this.kept = Buffer.alloc(2 * rest)
+      view.copy(this.kept, 0, at)
+    }
+    this.length = rest
+    return count ? acks.subarray(0, 8 * count) : null
   }
-  const slope = sxy / sxx
-  return { slope, intercept: my - slope * mx }
 }
 
 // ---- child processes --------------------------------------------------------------
@@ -219,16 +282,59 @@ export async function measure(system, primitive, params) {
 }
 
 /**
+ * Feeds a pacing client (the ceiling's hold and burst-client) the server's
+ * accepts since `base` as `accepted N` lines, so at most CONNECTING of its
+ * connections are started and not yet accepted, until `done()` says so.
+ * `base` must be counted before the client starts: it connects at once, and a
+ * count that already includes its first CONNECTING would never let it go on.
+ */
+export async function pace(server, client, base, done) {
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    const stats = await server.ask('stats')
+    if (done(stats)) return stats
+    if (Date.now() > deadline) throw new Error(`pacing: the server holds ${stats.conns} connections after 60 s (${stats.accepts - base} accepted since the start, the client told so)`)
+    client.proc.stdin.write(`accepted ${stats.accepts - base}\n`)
+    await sleep(2)
+  }
+}
+
+/** Waits until the server holds no connections (the clients' closes all seen). */
+export async function drained(server) {
+  const deadline = Date.now() + 30_000
+  while ((await server.ask('stats')).conns !== 0) {
+    if (Date.now() > deadline) throw new Error('the server did not see every connection close')
+    await sleep(20)
+  }
+}
+
+/** Runs `body(server)` against a fresh server process for `system`, and stops the server after. */
+export async function withServer(system, proto, body) {
+  const server = await startServer(system, proto)
+  try {
+    return await body(server)
+  } finally {
+    await server.end()
+  }
+}
+
+/**
  * Starts a server process for `system` speaking `proto` (echo or http) and
  * waits for its port. Node servers run benchmark/server.mjs with --expose-gc;
  * rust-engine runs the ceiling's serve mode. Both answer `stats` with
- * { cpuUs, bytes, conns, accepts, ns } and `mem` with { rss } (after a GC in Node).
+ * { cpuUs, bytes, conns, accepts, ns } and `mem` with { rss } (Node, after full
+ * GCs: also heapUsed, heapResident, external).
  */
-export async function startServer(system, proto) {
-  const server =
+export function startServer(system, proto) {
+  return listening(
     system === 'rust-engine'
       ? child(CEILING, ['serve', '--proto', proto], { label: `rust-engine ${proto} server` })
-      : child(process.execPath, ['--expose-gc', join(ROOT, 'benchmark', 'server.mjs'), system, proto], { label: `${system} ${proto} server` })
+      : child(process.execPath, ['--expose-gc', join(ROOT, 'benchmark', 'server.mjs'), system, proto], { label: `${system} ${proto} server` }),
+  )
+}
+
+/** A server child once it has said its port: the child with `port`; killed if it does not say it. */
+export async function listening(server) {
   try {
     const { port } = await server.next(30_000)
     return { ...server, port }

@@ -15,23 +15,26 @@ function pad(s, n, left = false) {
   return left ? s.padEnd(n) : s.padStart(n)
 }
 
+const range = (ci, f = fmt) => (ci ? `${f(ci[0])}-${f(ci[1])}` : '-')
+const times = (x) => `${x.toFixed(2)}x`
+
 /**
- * One table per metric of a workload: median, min, max, spread ((max - min) /
- * median), and the median's ratio to node:net's in the same run.
+ * One table per metric of a workload: the median and its bootstrap 95%
+ * interval, the ratio to node-net's median in the same run and its interval,
+ * the runs, and for gaio's targets whether the interval clears them.
  */
 export function table(workload, rows, failures, mode) {
   const lines = [`\n${workload.id}: ${workload.title(mode)}`]
   for (const { metric, unit, better } of workload.metrics) {
     const mine = rows.filter((r) => r.workload === workload.id && r.metric === metric)
-    const base = mine.find((r) => r.system === BASELINE)?.median
+    if (!mine.length) continue
     lines.push(`  ${metric} (${unit}, ${better} is better)`)
-    lines.push(`  ${pad('system', 15, true)}${pad('median', 12)}${pad('min', 12)}${pad('max', 12)}${pad('spread', 8)}${pad('vs node-net', 13)}${pad('runs', 6)}`)
+    lines.push(`  ${pad('system', 15, true)}${pad('median', 11)}${pad('95% CI', 22)}${pad('vs node-net', 12)}${pad('95% CI', 14)}${pad('runs', 5)}  target`)
     for (const r of mine) {
-      // Both are meaningless where a value can be zero or negative (a fitted intercept).
-      const positive = r.runs.every((x) => x > 0)
-      const spread = r.runs.length > 1 && positive ? `${Math.round((100 * (Math.max(...r.runs) - Math.min(...r.runs))) / r.median)}%` : '-'
-      const ratio = base > 0 && r.median > 0 ? `${(r.median / base).toFixed(2)}x` : '-'
-      lines.push(`  ${pad(r.system, 15, true)}${pad(fmt(r.median), 12)}${pad(fmt(Math.min(...r.runs)), 12)}${pad(fmt(Math.max(...r.runs)), 12)}${pad(spread, 8)}${pad(ratio, 13)}${pad(r.runs.length, 6)}`)
+      const ratio = r.ratio === undefined ? '-' : times(r.ratio)
+      const ratioCi = range(r.ratioCi, (x) => x.toFixed(2))
+      const target = r.target ? `${r.target.goal}: ${r.target.verdict}` : ''
+      lines.push(`  ${pad(r.system, 15, true)}${pad(fmt(r.median), 11)}${pad(range(r.ci), 22)}${pad(ratio, 12)}${pad(ratioCi, 14)}${pad(r.runs.length, 5)}  ${target}`)
     }
   }
   for (const f of failures.filter((f) => f.workload === workload.id)) lines.push(`  ${f.system}: FAILED ${f.runs} run(s): ${f.error}`)
@@ -45,7 +48,7 @@ const COLORS = {
   gaio: '#1f77b4',
   'gaio-inline': '#17becf',
   'node-net': '#d62728',
-  'node-net-tuned': '#ff7f0e',
+  'node-net-fast': '#ff7f0e',
   'rust-engine': '#2ca02c',
   'node-http': '#9467bd',
 }
@@ -70,7 +73,7 @@ function sweepPanel(rows, sweepPoints, x0, y0, w, h) {
   const ph = h - B - 40
   const X = (x) => x0 + L + (x / xMax) * pw
   const Y = (y) => y0 + 30 + ph - (y / yMax) * ph
-  const out = [`<text x="${x0 + L}" y="${y0 + 18}" font-size="15" font-weight="bold">sweep: seconds from first connect to last echo, against connections (each point one run; lines: median fit)</text>`]
+  const out = [`<text x="${x0 + L}" y="${y0 + 18}" font-size="15" font-weight="bold">sweep: seconds from first connect to last echo (warm pass), against connections (each point one run; lines: median fit)</text>`]
   for (let i = 0; i <= 4; i++) {
     const xv = (xMax * i) / 4
     const yv = (yMax * i) / 4
@@ -89,8 +92,8 @@ function sweepPanel(rows, sweepPoints, x0, y0, w, h) {
   let ly = y0 + 40
   out.push(`<line x1="${x0 + w - 160}" y1="${ly - 4}" x2="${x0 + w - 140}" y2="${ly - 4}" stroke="#999" stroke-width="2" stroke-dasharray="6 4"/><text x="${x0 + w - 134}" y="${ly}" font-size="12">Go gaio (seed's fit)</text>`)
   for (const system of systems) {
-    const slope = rows.find((r) => r.workload === 'sweep' && r.system === system && r.metric === 'slope')?.median
-    const intercept = rows.find((r) => r.workload === 'sweep' && r.system === system && r.metric === 'intercept')?.median
+    const slope = rows.find((r) => r.workload === 'sweep' && r.system === system && r.metric === 'warm slope')?.median
+    const intercept = rows.find((r) => r.workload === 'sweep' && r.system === system && r.metric === 'warm intercept')?.median
     const c = color(system)
     if (slope !== undefined) out.push(line(slope, intercept, c))
     for (const [x, y] of sweepPoints[system]) out.push(`<circle cx="${X(x)}" cy="${Y(Math.min(y, yMax))}" r="3.5" fill="${c}" fill-opacity="0.7"><title>${esc(system)}: ${x} conns, ${fmt(y)} s</title></circle>`)
@@ -110,7 +113,7 @@ function barPanel(title, bars, x0, y0, w, h) {
   const out = [`<text x="${x0 + w / 2}" y="${y0 + 16}" font-size="12.5" font-weight="bold" text-anchor="middle">${esc(title)}</text>`]
   out.push(`<line x1="${x0 + L}" y1="${y0 + top + ph}" x2="${x0 + w - L}" y2="${y0 + top + ph}" stroke="#333"/>`)
   bars.forEach((b, i) => {
-    const bh = (b.value / max) * ph
+    const bh = Math.max(0, (b.value / max) * ph) // a negative slope (noise) draws no bar; its label says it
     const x = x0 + L + i * bw + bw * 0.12
     const y = y0 + top + ph - bh
     out.push(`<rect x="${x}" y="${y}" width="${bw * 0.76}" height="${bh}" fill="${color(b.system)}"><title>${esc(b.system)}: ${fmt(b.value)} (runs: ${b.runs.map(fmt).join(', ')})</title></rect>`)
@@ -129,8 +132,7 @@ export function svg(workloads, rows, sweepPoints, note) {
     for (const { metric, unit, better } of wl.metrics) {
       const mine = rows.filter((r) => r.workload === wl.id && r.metric === metric)
       if (!mine.length) continue
-      const base = mine.find((r) => r.system === BASELINE)?.median
-      const bars = mine.map((r) => ({ system: r.system, value: r.median, runs: r.runs, ratio: base > 0 && r.median > 0 ? `${(r.median / base).toFixed(2)}x` : '' }))
+      const bars = mine.map((r) => ({ system: r.system, value: r.median, runs: r.runs, ratio: r.ratio === undefined ? '' : times(r.ratio) }))
       panels.push({ title: `${wl.id}: ${metric} (${better} is better)`, bars, unit })
     }
   }

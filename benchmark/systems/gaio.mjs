@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { ACCEPTS, BACKLOG, CONNECTING, HOST, ROOT, countRequests, expectEcho, now, payload, responses } from '../lib/common.mjs'
+import { ACCEPTS, BACKLOG, CHUNK, CONNECTING, Framer, HOST, ROOT, chunk, countRequests, expectEcho, now, payload, responses } from '../lib/common.mjs'
 
 const require = createRequire(import.meta.url)
 const { Watcher, OpType } = require(join(ROOT, 'index.js'))
@@ -38,11 +38,24 @@ export function inlineSupport() {
 const closing = (error) => error && (error.code === 'ERR_WATCHER_CLOSED' || error.code === 'ERR_CONN_CLOSED')
 
 /**
- * Serves `proto` ('echo' or 'http') on `ln` until the watcher closes. Echo
- * writes back what each read got and reads again at once (requests on a
- * connection complete in order, per direction); http answers each request.
+ * Serves `proto` on `ln` until the watcher closes. echo writes back what each
+ * read got and reads again at once (requests on a connection complete in
+ * order, per direction); http answers each request; frame answers each
+ * length-prefixed frame (lib/common.mjs's Framer); fanout and push only read,
+ * and write when told: counters.broadcast(message) writes one message to every
+ * connection, counters.push(total) writes `total` bytes in fresh chunks to
+ * each, all submitted at once (gaio's write queue has no bound).
  */
 async function serveLoop(w, ln, proto, counters) {
+  const live = proto === 'fanout' || proto === 'push' ? new Set() : null
+  if (live) {
+    counters.broadcast = (message) => {
+      for (const c of live) w.write(null, c, message)
+    }
+    counters.push = (total) => {
+      for (const c of live) for (let at = 0; at < total; at += CHUNK) w.write(null, c, chunk(at))
+    }
+  }
   for (let i = 0; i < ACCEPTS; i++) w.accept(null, ln)
   for await (const results of w) {
     for (const r of results) {
@@ -54,11 +67,13 @@ async function serveLoop(w, ln, proto, counters) {
           counters.conns++
           counters.accepts++
           counters.accepted?.()
-          w.read(proto === 'http' ? { matched: 0 } : null, r.conn)
+          live?.add(r.conn)
+          w.read(proto === 'http' ? { matched: 0 } : proto === 'frame' ? new Framer() : null, r.conn)
           break
         case OpType.Read:
           if (r.error) {
             if (!closing(r.error)) counters.conns--
+            live?.delete(r.conn)
             w.free(r.conn)
             break
           }
@@ -66,18 +81,25 @@ async function serveLoop(w, ln, proto, counters) {
           if (proto === 'http') {
             const n = countRequests(r.context, r.buffer)
             if (n) w.write(null, r.conn, responses(n))
-          } else w.write(null, r.conn, r.buffer)
+          } else if (proto === 'frame') {
+            const acks = r.context.push(r.buffer)
+            if (acks) w.write(null, r.conn, acks)
+          } else if (!live) w.write(null, r.conn, r.buffer)
           w.read(r.context, r.conn)
           break
-        // Writes: a failed one is followed by a failed read on the same connection.
+        // Writes report only failures (silentWrites), and a failed one is followed by a failed read.
       }
     }
   }
 }
 
-function listen(w) {
-  return w.listen({ host: HOST, port: 0, backlog: BACKLOG })
+/** `at` overrides the address: scale puts several listeners on one port ({ host, port, reusePort }). */
+function listen(w, at = {}) {
+  return w.listen({ host: HOST, port: 0, backlog: BACKLOG, ...at })
 }
+
+/** Servers deliver no result for writes that go out whole: a reply costs no completion. */
+const serverOptions = (options) => ({ ...options, silentWrites: true })
 
 /**
  * Runs `client(watcher, port, counters)` against an echo server on a second
@@ -85,7 +107,7 @@ function listen(w) {
  * and `counters.accepted` (if the client sets it) runs at each accept.
  */
 async function withEchoServer(options, client) {
-  const server = new Watcher(options)
+  const server = new Watcher(serverOptions(options))
   const clients = new Watcher(options)
   const ln = listen(server)
   const counters = { bytes: 0, conns: 0, accepts: 0, accepted: null }
@@ -171,10 +193,10 @@ export function gaio(options = {}) {
         }
       }),
 
-    /** A server for another process's clients (benchmark/server.mjs); resolves never. */
-    serve(proto, counters) {
-      const w = new Watcher(options)
-      const ln = listen(w)
+    /** A server for another process's clients (benchmark/server.mjs, scale-server.mjs); resolves never. */
+    serve(proto, counters, at) {
+      const w = new Watcher(serverOptions(options))
+      const ln = listen(w, at)
       serveLoop(w, ln, proto, counters).catch((e) => {
         console.error(e)
         process.exit(1)

@@ -8,7 +8,7 @@ export const SYSTEMS = {
   gaio: () => gaio(),
   'gaio-inline': () => gaio({ mode: 'inline' }),
   'node-net': () => nodeNet(),
-  'node-net-tuned': () => nodeNet({ tuned: true }),
+  'node-net-fast': () => nodeNet({ fast: true }),
   'node-http': () => nodeHttp(),
 }
 export const SYSTEM_NAMES = [...Object.keys(SYSTEMS), 'rust-engine']

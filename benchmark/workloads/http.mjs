@@ -5,7 +5,8 @@
 // parses every response, and any error or non-2xx response fails the run.
 import http from 'node:http'
 import { spawn } from 'node:child_process'
-import { HOST, startServer } from '../lib/common.mjs'
+import { join } from 'node:path'
+import { HOST, HTTP_SYSTEMS, ROOT, startServer } from '../lib/common.mjs'
 
 function probe(port) {
   return new Promise((resolve, reject) => {
@@ -31,28 +32,42 @@ function wrk(args) {
   })
 }
 
+/** Requests/s and the number of requests answered, from wrk's report; any error fails the run. */
 function parse(out) {
   const rps = Number(/Requests\/sec:\s*([\d.]+)/.exec(out)?.[1])
-  if (!(rps > 0)) throw new Error(`wrk reported no requests:\n${out}`)
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1])
+  if (!(rps > 0 && requests > 0)) throw new Error(`wrk reported no requests:\n${out}`)
   const non2xx = Number(/Non-2xx or 3xx responses:\s*(\d+)/.exec(out)?.[1] ?? 0)
   const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)?.slice(1).map(Number) ?? [0, 0, 0, 0]
   if (non2xx || errors.some((n) => n > 0)) throw new Error(`wrk saw ${non2xx} non-2xx responses and socket errors [connect, read, write, timeout] = [${errors}]`)
-  return rps
+  return { rps, requests }
 }
 
-function httpWorkload(id, conns) {
+/** `pipelined`: each write carries 16 requests (the Lua script), and the server's CPU per request is measured too. */
+function httpWorkload(id, conns, { pipelined = false } = {}) {
+  const metrics = [{ metric: 'req/s', unit: 'req/s', better: 'higher' }]
+  const targets = [{ metric: 'req/s', ratio: 1.2 }]
+  if (pipelined) {
+    metrics.push({ metric: 'server us/req', unit: 'us', better: 'lower' })
+    targets.push({ metric: 'server us/req', ratio: 1.0 })
+  }
+  const script = pipelined ? ['-s', join(ROOT, 'benchmark', 'workloads', 'http-pipelined.lua')] : []
   return {
     id,
-    title: (mode) => `wrk -t1 -c${conns} -d${mode.httpSeconds}s against a keep-alive "hello" responder in its own process`,
-    systems: ['gaio', 'gaio-inline', 'node-net', 'node-http', 'rust-engine'],
+    title: (mode) => `wrk -t1 -c${conns} -d${mode.httpSeconds}s${pipelined ? ' with 16 requests per write' : ''} against a keep-alive "hello" responder in its own process`,
+    systems: HTTP_SYSTEMS,
+    targets,
     needs: ['wrk'],
-    metrics: [{ metric: 'req/s', unit: 'req/s', better: 'higher' }],
+    metrics,
     async run(system, mode) {
       const server = await startServer(system, 'http')
       try {
         await probe(server.port)
-        const out = await wrk(['-t1', `-c${conns}`, `-d${mode.httpSeconds}s`, '--timeout', '5s', `http://${HOST}:${server.port}/`])
-        return { 'req/s': parse(out) }
+        const before = await server.ask('stats')
+        const out = await wrk(['-t1', `-c${conns}`, `-d${mode.httpSeconds}s`, '--timeout', '5s', ...script, `http://${HOST}:${server.port}/`])
+        const after = await server.ask('stats')
+        const { rps, requests } = parse(out)
+        return pipelined ? { 'req/s': rps, 'server us/req': (after.cpuUs - before.cpuUs) / requests } : { 'req/s': rps }
       } finally {
         await server.end()
       }
@@ -62,3 +77,4 @@ function httpWorkload(id, conns) {
 
 export const httpC100 = httpWorkload('http', 100)
 export const httpC1000 = httpWorkload('http-c1000', 1000)
+export const httpPipelined = httpWorkload('http-pipelined', 1000, { pipelined: true })

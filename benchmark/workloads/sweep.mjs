@@ -1,23 +1,30 @@
 // The seed's regression: c8k at several connection counts, fitted as
-// seconds = slope x connections + intercept. One run is one pass over the
-// counts (ascending) with its own fit; the chart shows every point.
-import { fit, measure } from '../lib/common.mjs'
-import { BURST_SYSTEMS } from './c8k.mjs'
+// seconds = slope x connections + intercept, for the cold and the warm pass
+// of each point (in-process). One run is one pass over the counts (ascending)
+// with its own fits; the chart shows every warm point.
+import { ECHO_SYSTEMS, measure } from '../lib/common.mjs'
+import { fit } from '../lib/stats.mjs'
 
 export default {
   id: 'sweep',
-  title: (mode) => `c8k (1 KiB each) at ${mode.sweepConns.join(', ')} connections; least-squares fit per pass`,
-  systems: BURST_SYSTEMS,
+  title: (mode) => `in-process c8k (1 KiB each) at ${mode.sweepConns.join(', ')} connections; least-squares fit per pass, cold and warm`,
+  systems: ECHO_SYSTEMS,
   metrics: [
-    { metric: 'slope', unit: 's/conn', better: 'lower' },
-    { metric: 'intercept', unit: 's', better: 'lower' },
+    { metric: 'warm slope', unit: 's/conn', better: 'lower' },
+    { metric: 'warm intercept', unit: 's', better: 'lower' },
+    { metric: 'cold slope', unit: 's/conn', better: 'lower' },
+    { metric: 'cold intercept', unit: 's', better: 'lower' },
   ],
+  targets: [{ metric: 'warm slope', ratio: 0.5 }],
   async run(system, mode) {
-    const points = []
+    const cold = []
+    const warm = []
     for (const conns of mode.sweepConns) {
-      const { seconds } = await measure(system, 'burst', { conns, size: 1024 })
-      points.push([conns, seconds])
+      const r = await measure(system, 'burst', { conns, size: 1024 })
+      cold.push([conns, r.cold])
+      warm.push([conns, r.warm])
     }
-    return { ...fit(points), points }
+    const [c, w] = [fit(cold), fit(warm)]
+    return { 'warm slope': w.slope, 'warm intercept': w.intercept, 'cold slope': c.slope, 'cold intercept': c.intercept, points: warm }
   },
 }
