@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(librust-mio-dev librust-libc-dev wrk iproute2)
+packages=(librust-mio-dev librust-libc-dev librust-proptest+std-dev wrk iproute2)
 missing=()
 if command -v dpkg >/dev/null && command -v apt-get >/dev/null; then
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
