@@ -9,7 +9,7 @@ import { booleanOf, bytesOf, checkKeys, deadlineAt, integerIn, MAX_DELAY, MAX_TR
 import { Conn, ConnIds, DEAD_CONN_ID, Listener, WatcherScope, type ConnState } from './conn'
 import { EngineErrors, Kind, native, NO_DEADLINE, SUBMIT_FIELDS, TAKE_FIELDS, Where, type NativeWatcher } from './native'
 import { errorFromCode, GaioError, invalidArgType, invalidArgValue, outOfRange, type ErrorPlace } from './errors'
-import { Request } from './request'
+import { RequestTable } from './requests'
 import { OpType, type ConnectOptions, type ConnLike, type Deadline, type ListenOptions, type OpResult, type WaitOptions, type WatcherOptions } from './types'
 
 // Watchers with a waitIO() in progress: like a goroutine blocked in WaitIO,
@@ -104,15 +104,14 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   private readonly swap: Uint8Array[]
   private readonly ids = new ConnIds()
   private readonly scope = new WatcherScope()
-  private readonly requests: (Request | undefined)[] = []
-  private readonly freeRequestSlots: number[] = []
+  private readonly requests = new RequestTable()
   private queue: number[] = []
   /**
    * Connections with a chunked write under way, and the writes (and
    * half-closes) made on them since: those wait their turn here, so that
    * bytes go out in the order they were written.
    */
-  private readonly held = new Map<ConnState, { owner: Request; waiting: number[] }>()
+  private readonly held = new Map<ConnState, { owner: number; waiting: number[] }>()
   /** Connects waiting for their name to resolve: close() completes them at once. */
   private readonly lookups = new Set<{ context: unknown }>()
   private flushScheduled = false
@@ -211,7 +210,9 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   accept(context: Context, listener: Listener): void {
     if (!(listener instanceof Listener)) throw invalidArgType('listener', 'an instance of Listener', listener)
     this.own(listener)
-    this.push(new Request(Kind.Accept, context, listener, listener, null, null, 0, NO_DEADLINE, this.newConn()))
+    const slot = this.requests.add(Kind.Accept, context, listener, listener, null, null, 0, NO_DEADLINE)
+    this.requests.created.set(slot, this.newConn())
+    this.push(slot)
   }
 
   /**
@@ -421,13 +422,13 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     this.flush()
     const closed = () => errorFromCode(EngineErrors.ERR_WATCHER_CLOSED)
     for (const { waiting } of this.held.values()) {
-      for (const slot of waiting) this.local.push(this.resultOf(this.finish(slot), 0, closed()))
+      for (const slot of waiting) this.local.push(this.finish(slot, 0, closed()))
     }
     this.held.clear()
     // What the flush above released from a hold, or continued, never reached the engine.
     for (const slot of this.queue) {
-      const request = this.finish(slot)
-      if (request.kind !== Kind.Free) this.local.push(this.resultOf(request, request.sent, closed()))
+      if (this.requests.kinds[slot] === Kind.Free) this.requests.release(slot)
+      else this.local.push(this.finish(slot, this.requests.sent[slot]!, closed()))
     }
     this.queue = []
     for (const { context } of this.lookups) {
@@ -562,54 +563,53 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     if (this.scope.closed) {
       // Checked, but not delegated: a closed watcher leaves a net.Socket alone.
       this.stateOf(conn, false)
-      const request = new Request(kind, context, conn, this.deadConn(), bytes, given, 0, NO_DEADLINE)
-      return this.deliverLocal(this.resultOf(request, 0, errorFromCode(EngineErrors.ERR_WATCHER_CLOSED)))
+      const slot = this.requests.add(kind, context, conn, this.deadConn(), bytes, given, 0, NO_DEADLINE)
+      return this.deliverLocal(this.finish(slot, 0, errorFromCode(EngineErrors.ERR_WATCHER_CLOSED)))
     }
     const state = this.stateOf(conn, true)!
     if (state.listener) throw invalidArgValue('conn', conn, 'is a Listener: reads and writes need a connection')
-    this.push(new Request(kind, context, conn, state, bytes, given, arg, deadline))
+    this.push(this.requests.add(kind, context, conn, state, bytes, given, arg, deadline))
   }
 
   /** A connect to the first of `addresses`; the others are tried in turn if it fails. */
   private enqueueConnect(context: unknown, addresses: readonly string[], port: number, deadline: number): void {
     const created = this.newConn()
     this.track(created)
-    this.push(new Request(Kind.Connect, context, created, created, null, null, port, deadline, created, addresses[0], addresses.slice(1)))
+    const slot = this.requests.add(Kind.Connect, context, created, created, null, null, port, deadline)
+    this.requests.created.set(slot, created)
+    this.requests.targets.set(slot, { address: addresses[0]!, fallbacks: addresses.slice(1) })
+    this.push(slot)
   }
 
-  private push(request: Request): void {
-    if (this.scope.closed || request.state.freed) {
+  private push(slot: number): void {
+    if (this.scope.closed || this.requests.states[slot]!.freed) {
       const code = this.scope.closed ? EngineErrors.ERR_WATCHER_CLOSED : EngineErrors.ERR_CONN_CLOSED
-      return this.deliverLocal(this.resultOf(request, request.sent, errorFromCode(code)))
+      return this.deliverLocal(this.finish(slot, this.requests.sent[slot]!, errorFromCode(code)))
     }
     this.retain(1)
-    this.dispatch(this.newRequest(request))
+    this.dispatch(slot)
   }
 
   /** Queues a request for the next flush, or holds it behind a chunked write on its connection. */
   private dispatch(slot: number): void {
-    const request = this.requests[slot]!
-    if (request.kind === Kind.Write || request.kind === Kind.CloseWrite) {
-      const hold = this.held.get(request.state)
+    const kind = this.requests.kinds[slot]
+    if (kind === Kind.Write || kind === Kind.CloseWrite) {
+      const state = this.requests.states[slot]!
+      const hold = this.held.get(state)
       if (hold) return void hold.waiting.push(slot)
-      if (request.arg > WRITE_CHUNK) this.held.set(request.state, { owner: request, waiting: [] })
+      if (this.requests.args[slot]! > WRITE_CHUNK) this.held.set(state, { owner: slot, waiting: [] })
     }
     this.queue.push(slot)
     this.scheduleFlush()
   }
 
-  /** A chunked write is over: what waited behind it goes, in order. */
-  private releaseHeld(request: Request): void {
-    const hold = this.held.get(request.state)
-    if (hold?.owner !== request) return
-    this.held.delete(request.state)
-    for (const slot of hold.waiting) this.dispatch(slot)
-  }
-
-  private newRequest(request: Request): number {
-    const slot = this.freeRequestSlots.pop() ?? this.requests.length
-    this.requests[slot] = request
-    return slot
+  /** A chunked write is over (its slot not yet released): what waited behind it goes, in order. */
+  private releaseHeld(slot: number): void {
+    const state = this.requests.states[slot]!
+    const hold = this.held.get(state)
+    if (hold?.owner !== slot) return
+    this.held.delete(state)
+    for (const waiting of hold.waiting) this.dispatch(waiting)
   }
 
   private queueFree(state: ConnState): void {
@@ -622,10 +622,9 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   private queueFreeOf(id: number): void {
     // A stale id (released already) names nothing of ours: freeing it could close a newer connection.
     if (!this.ids.release(id)) return
-    this.queue.push(this.newRequest(new Request(Kind.Free, null, null, this.deadConn(), null, null, id, NO_DEADLINE)))
+    this.queue.push(this.requests.add(Kind.Free, null, null, this.deadConn(), null, null, id, NO_DEADLINE))
   }
 
-  /** Counts requests not yet delivered; the first keeps the process alive, the last lets it go. */
   private retain(delta: number): void {
     const before = this.outstanding
     this.outstanding += delta
@@ -650,75 +649,80 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
       this.resizeRecords(2 * queue.length * SUBMIT_FIELDS, this.takeRecords.length)
     }
     const records = this.submitRecords
+    const requests = this.requests
     const extras: unknown[] = []
     let count = 0
     let now = 0
     for (const slot of queue) {
-      const request = this.requests[slot]!
-      let conn = request.kind === Kind.Free ? request.arg : request.state.id
-      let arg = request.arg
+      const kind = requests.kinds[slot]!
+      let conn = kind === Kind.Free ? requests.args[slot]! : requests.states[slot]!.id
+      let arg = requests.args[slot]!
       let extra = -1
-      if (request.kind === Kind.Write) {
+      if (kind === Kind.Write) {
         // The caller may have detached or shrunk the buffer since the call.
-        if (request.buffer!.byteLength !== request.arg) {
+        if (requests.buffers[slot]!.byteLength !== arg) {
           this.completeHere(slot, new GaioError('ERR_BUFFER_DETACHED', 'the buffer was detached before it was sent'))
           continue
         }
-        const state = request.state as Conn
+        const state = requests.states[slot] as Conn
         if (this.mode === 'thread' && state.writing === 0 && state.open) {
           // Nothing of this connection's is queued in the engine, so nothing
           // else writes to its socket now: send from here, no thread hop.
-          const sent = native.sendNow(state.fd, this.chunkOf(request))
+          const sent = native.sendNow(state.fd, this.chunkOf(slot))
           if (sent < 0) {
             this.completeHere(slot, errorFromCode(-sent, { syscall: 'write' }))
             continue
           }
-          request.sent += sent
-          if (request.sent === request.arg) {
+          requests.sent[slot] += sent
+          if (requests.sent[slot] === arg) {
             this.completeHere(slot, null)
             continue
           }
         }
-        const chunk = this.chunkOf(request)
+        const chunk = this.chunkOf(slot)
         arg = chunk.byteLength
         extra = extras.push(chunk) - 1
         state.writing++
-      } else if (request.kind === Kind.CloseWrite) {
+      } else if (kind === Kind.CloseWrite) {
         // Writes made after it must not go out directly, ahead of the shutdown.
-        ;(request.state as Conn).writing++
-      } else if (request.kind === Kind.Accept) {
-        conn = request.created!.id
-        arg = request.state.id
-      } else if (request.kind === Kind.Connect) {
-        extra = extras.push(request.address!) - 1
+        ;(requests.states[slot] as Conn).writing++
+      } else if (kind === Kind.Accept) {
+        conn = requests.created.get(slot)!.id
+        arg = requests.states[slot]!.id
+      } else if (kind === Kind.Connect) {
+        extra = extras.push(requests.targets.get(slot)!.address) - 1
       }
+      const deadline = requests.deadlines[slot]!
       const at = count * SUBMIT_FIELDS
-      records[at] = request.kind
+      records[at] = kind
       records[at + 1] = slot
       records[at + 2] = conn
       records[at + 3] = arg
       records[at + 4] = extra
-      records[at + 5] = request.deadline === NO_DEADLINE ? NO_DEADLINE : Math.max(0, Math.ceil(request.deadline - (now ||= Date.now())))
+      records[at + 5] = deadline === NO_DEADLINE ? NO_DEADLINE : Math.max(0, Math.ceil(deadline - (now ||= Date.now())))
       count++
-      if (request.kind === Kind.Free) this.finish(slot)
+      if (kind === Kind.Free) requests.release(slot)
     }
     // Inline, the writes went out during the call and completions may be waiting already.
     if (this.handle.submit(count, extras)) this.onReady()
   }
 
   /** The part of a write the engine gets next: what is not sent yet, at most a chunk. */
-  private chunkOf(request: Request): Uint8Array {
-    const bytes = request.buffer!
-    const end = Math.min(request.arg, request.sent + WRITE_CHUNK)
-    return request.sent === 0 && end === request.arg ? bytes : bytes.subarray(request.sent, end)
+  private chunkOf(slot: number): Uint8Array {
+    const bytes = this.requests.buffers[slot]!
+    const sent = this.requests.sent[slot]!
+    const length = this.requests.args[slot]!
+    const end = Math.min(length, sent + WRITE_CHUNK)
+    return sent === 0 && end === length ? bytes : bytes.subarray(sent, end)
   }
 
   /** A write that ends without the engine: its result goes with the next batch. */
   private completeHere(slot: number, error: GaioError | null): void {
-    const request = this.finish(slot)
     this.retain(-1) // deliverLocal counts it again
-    if (error !== null || !this.silentWrites) this.deliverLocal(this.resultOf(request, request.sent, error))
-    this.releaseHeld(request)
+    this.releaseHeld(slot)
+    const size = this.requests.sent[slot]!
+    if (error === null && this.silentWrites) this.requests.release(slot)
+    else this.deliverLocal(this.finish(slot, size, error))
   }
 
   private resizeRecords(submitLen: number, takeLen: number): void {
@@ -727,11 +731,11 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     this.takeRecords = new Int32Array(take!)
   }
 
-  private finish(slot: number): Request {
-    const request = this.requests[slot]!
-    this.requests[slot] = undefined
-    this.freeRequestSlots.push(slot)
-    return request
+  /** The request is over: its result, and its slot free for the next. */
+  private finish(slot: number, size: number, error: GaioError | null): RawResult {
+    const result = this.resultOf(slot, size, error)
+    this.requests.release(slot)
+    return result
   }
 
   private onReady(): void {
@@ -791,83 +795,101 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     const finished = results.length + count
     for (let i = 0; i < count; i++) {
       const at = i * TAKE_FIELDS
-      const request = this.finish(records[at]!)
-      const code = records[at + 2]!
-      const result = this.complete(request, records[at + 1]!, code, records[at + 3]!, records[at + 4]!)
+      const result = this.complete(records[at]!, records[at + 1]!, records[at + 2]!, records[at + 3]!, records[at + 4]!)
       if (result) results.push(result)
     }
     if (finished && !this.scope.closed) this.retain(-finished)
     return results
   }
 
-  /** The result of a request the engine completed; none for a connect that goes on to its next address. */
-  private complete(request: Request, size: number, code: number, where: number, offset: number): RawResult | null {
-    const error = code === 0 ? null : errorFromCode(code, this.placeOf(request))
-    if (request.kind === Kind.Accept || request.kind === Kind.Connect) {
-      const created = request.created!
+  /**
+   * The result of a request the engine completed, its slot released; none for
+   * a connect that goes on to its next address, a large write that goes on to
+   * its next chunk (the slot kept), or a silent write.
+   */
+  private complete(slot: number, size: number, code: number, where: number, offset: number): RawResult | null {
+    const requests = this.requests
+    const kind = requests.kinds[slot]!
+    const error = code === 0 ? null : errorFromCode(code, this.placeOf(slot))
+    if (kind === Kind.Accept || kind === Kind.Connect) {
+      const created = requests.created.get(slot)!
       if (error) {
         this.ids.release(created.id)
         created.freed = true
         this.forgottenConns.unregister(created)
-        const next = request.fallbacks[0]
-        if (request.kind === Kind.Connect && next !== undefined && !this.scope.closed && error.code !== 'ERR_DEADLINE') {
-          this.enqueueConnect(request.context, request.fallbacks, request.arg, request.deadline)
+        const { fallbacks } = requests.targets.get(slot) ?? { fallbacks: [] }
+        if (kind === Kind.Connect && fallbacks.length > 0 && !this.scope.closed && error.code !== 'ERR_DEADLINE') {
+          this.enqueueConnect(requests.contexts[slot], fallbacks, requests.args[slot]!, requests.deadlines[slot]!)
+          requests.release(slot)
           return null
         }
-        return this.resultOf(request, 0, error)
+        return this.finish(slot, 0, error)
       }
       if (where === Where.Socket) created.fd = offset
-      if (request.kind === Kind.Accept) this.track(created)
-      return { operation: OPERATIONS.get(request.kind)!, context: request.context, conn: created, buffer: null, size: 0, isSwapBuffer: false, error }
+      if (kind === Kind.Accept) this.track(created)
+      const result = { operation: OPERATIONS.get(kind)!, context: requests.contexts[slot], conn: created, buffer: null, size: 0, isSwapBuffer: false, error }
+      requests.release(slot)
+      return result
     }
-    if (request.kind === Kind.Write) return this.continueWrite(request, size, error)
-    if (request.kind === Kind.CloseWrite) (request.state as Conn).writing--
-    if (request.kind !== Kind.Read && request.kind !== Kind.ReadFull) return this.resultOf(request, size, error)
-    if (where === Where.None || size === 0) return this.resultOf(request, size, error)
-    if (request.buffer === null) {
+    if (kind === Kind.Write) return this.continueWrite(slot, size, error)
+    if (kind === Kind.CloseWrite) (requests.states[slot] as Conn).writing--
+    if (kind !== Kind.Read && kind !== Kind.ReadFull) return this.finish(slot, size, error)
+    if (where === Where.None || size === 0) return this.finish(slot, size, error)
+    const buffer = requests.buffers[slot] ?? null
+    if (buffer === null) {
       const view = this.swap[where]!.subarray(offset, offset + size)
-      return { operation: OpType.Read, context: request.context, conn: request.conn as ConnLike, buffer: view, size, isSwapBuffer: true, error }
+      const result = { operation: OpType.Read, context: requests.contexts[slot], conn: requests.conns[slot] as ConnLike, buffer: view, size, isSwapBuffer: true, error }
+      requests.release(slot)
+      return result
     }
-    if (request.buffer.byteLength < size) {
-      return this.resultOf(request, 0, new GaioError('ERR_BUFFER_DETACHED', 'the buffer was detached before the read completed'))
+    if (buffer.byteLength < size) {
+      return this.finish(slot, 0, new GaioError('ERR_BUFFER_DETACHED', 'the buffer was detached before the read completed'))
     }
-    if (where === Where.Owned) this.handle.copyOwned(offset, request.buffer)
-    else request.buffer.set(this.swap[where]!.subarray(offset, offset + size))
-    return this.resultOf(request, size, error)
+    if (where === Where.Owned) this.handle.copyOwned(offset, buffer)
+    else buffer.set(this.swap[where]!.subarray(offset, offset + size))
+    return this.finish(slot, size, error)
   }
 
   /** A chunk of a large write is out: the next goes, or, with the last or an error, the write's result. */
-  private continueWrite(request: Request, size: number, error: GaioError | null): RawResult | null {
-    request.sent += size
-    ;(request.state as Conn).writing--
-    const cut = this.scope.closed ? EngineErrors.ERR_WATCHER_CLOSED : request.state.freed ? EngineErrors.ERR_CONN_CLOSED : 0
-    if (error === null && request.sent < request.arg && cut === 0) {
+  private continueWrite(slot: number, size: number, error: GaioError | null): RawResult | null {
+    const requests = this.requests
+    const state = requests.states[slot] as Conn
+    const sent = (requests.sent[slot] += size)
+    state.writing--
+    const cut = this.scope.closed ? EngineErrors.ERR_WATCHER_CLOSED : state.freed ? EngineErrors.ERR_CONN_CLOSED : 0
+    const length = requests.args[slot]!
+    if (error === null && sent < length && cut === 0) {
       // Straight to the queue: the writes held behind this one wait for all of it.
       this.retain(1)
-      this.queue.push(this.newRequest(request))
+      this.queue.push(slot)
       this.scheduleFlush()
       return null
     }
-    this.releaseHeld(request)
-    const failure = error ?? (request.sent < request.arg ? errorFromCode(cut) : null)
-    if (failure === null && this.silentWrites) return null
-    return this.resultOf(request, request.sent, failure)
+    this.releaseHeld(slot)
+    const failure = error ?? (sent < length ? errorFromCode(cut) : null)
+    if (failure === null && this.silentWrites) {
+      requests.release(slot)
+      return null
+    }
+    return this.finish(slot, sent, failure)
   }
 
   /** Where a request's OS error happened, for its message and fields. */
-  private placeOf(request: Request): ErrorPlace {
-    const syscall = SYSCALLS.get(request.kind)
-    const address = request.address
-    if (address === null) return { syscall }
+  private placeOf(slot: number): ErrorPlace {
+    const syscall = SYSCALLS.get(this.requests.kinds[slot]!)
+    const address = this.requests.targets.get(slot)?.address
+    if (address === undefined) return { syscall }
     if (address.startsWith('unix:')) return { syscall, path: address.slice('unix:'.length) }
-    return { syscall, address, port: request.arg }
+    return { syscall, address, port: this.requests.args[slot]! }
   }
 
-  private resultOf(request: Request, size: number, error: GaioError | null): RawResult {
-    const operation = OPERATIONS.get(request.kind)!
+  private resultOf(slot: number, size: number, error: GaioError | null): RawResult {
+    const requests = this.requests
+    const operation = OPERATIONS.get(requests.kinds[slot]!)!
+    const bytes = requests.buffers[slot] ?? null
     // A read hands back the bytes it read, as a view of the caller's memory; a write, what was given.
-    const buffer = operation !== OpType.Read ? request.given : request.buffer !== null && size > 0 ? request.buffer.subarray(0, size) : null
+    const buffer = operation !== OpType.Read ? requests.givens[slot] ?? null : bytes !== null && size > 0 ? bytes.subarray(0, size) : null
     // A failed accept hands back its listener, as the request named it; a failed connect, its dead connection.
-    return { operation, context: request.context, conn: request.conn as ConnLike, buffer, size, isSwapBuffer: false, error }
+    return { operation, context: requests.contexts[slot], conn: requests.conns[slot] as ConnLike, buffer, size, isSwapBuffer: false, error }
   }
 }
