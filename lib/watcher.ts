@@ -210,8 +210,9 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   accept(context: Context, listener: Listener): void {
     if (!(listener instanceof Listener)) throw invalidArgType('listener', 'an instance of Listener', listener)
     this.own(listener)
+    const created = this.newConn()
     const slot = this.requests.add(Kind.Accept, context, listener, listener, null, null, 0, NO_DEADLINE)
-    this.requests.created.set(slot, this.newConn())
+    this.requests.created.set(slot, created)
     this.push(slot)
   }
 
@@ -625,6 +626,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     this.queue.push(this.requests.add(Kind.Free, null, null, this.deadConn(), null, null, id, NO_DEADLINE))
   }
 
+  /** Counts requests not yet delivered; the first keeps the process alive, the last lets it go. */
   private retain(delta: number): void {
     const before = this.outstanding
     this.outstanding += delta
