@@ -12,6 +12,7 @@
 //! drives this crate, and so can any Rust program (see the tests).
 
 mod arena;
+mod armed;
 mod conn;
 mod deadline;
 mod op;

@@ -19,6 +19,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::arena::SwapArenas;
+use crate::armed::Armed;
 use crate::conn::{AcceptRequest, Conn, Kind, Listening, ReadProgress};
 use crate::deadline::{Deadlines, Key};
 use crate::op::{slot_of, Completion, ConnId, Data, Error, ReqId, Submission};
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     /// ends early. While it is awake, a submission waits for the end of its
     /// turn instead: no wake-up to write, and none to read. Never set inline.
     pub sleeping: AtomicBool,
+    /// Connections whose next read needs no wake-up.
+    pub armed: Armed,
 }
 
 #[derive(Default)]
@@ -61,6 +64,9 @@ pub(crate) struct State {
     pub completions: Vec<Completion>,
     /// A notification went out and no take has happened since.
     pub notified: bool,
+    /// The submissions queued since the poller last took them include one
+    /// that needs a turn, and its submitter has seen to the wake-up.
+    pub wake_sent: bool,
     /// The poller waits for a take to free swap space.
     pub starved: bool,
     pub closing: bool,
@@ -190,6 +196,7 @@ impl Poller {
             assert!(e.kind() == std::io::ErrorKind::Interrupted, "poll failed: {e}");
         }
         for event in self.events.iter() {
+            self.shared.armed.disarm(event.token().0);
             note_readiness(&mut self.conns, &mut self.ready, event);
         }
     }
@@ -236,6 +243,7 @@ impl Poller {
         let closing = {
             let mut state = self.shared.lock();
             std::mem::swap(&mut state.submissions, &mut self.incoming);
+            state.wake_sent = false;
             state.closing
         };
         if closing {
@@ -345,6 +353,7 @@ impl Poller {
             self.close_conn(old, Error::ConnClosed);
         }
         self.conns[slot] = Some(Conn::new(id, fd, kind));
+        self.shared.armed.disarm(slot);
         self.schedule(slot);
         Ok(())
     }
@@ -365,6 +374,7 @@ impl Poller {
     }
 
     fn close_conn(&mut self, mut conn: Conn, error: Error) {
+        self.shared.armed.disarm(slot_of(conn.id));
         // Deregister before closing: a duplicate of the descriptor elsewhere
         // would otherwise keep it in the poll set.
         let _ = self.poll.registry().deregister(&mut SourceFd(&conn.fd.as_raw_fd()));
@@ -382,6 +392,9 @@ impl Poller {
                     let progress = conn.pump_reads(&mut self.arenas, takes, self.swap_max, &mut self.done, &mut self.deadlines);
                     if progress == ReadProgress::Starved {
                         self.starved.push(slot);
+                    }
+                    if !conn.readable && !conn.hup {
+                        self.shared.armed.arm(conn.id);
                     }
                 }
                 Kind::Listener(_) => self.pump_accepts(slot),

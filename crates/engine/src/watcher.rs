@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use mio::{Poll, Waker};
 
 use crate::arena::{ArenaMemory, SwapArenas};
+use crate::armed::Armed;
 use crate::op::{Completion, ConnId, Data, Error, ReqId, Submission};
 use crate::poller::{Poller, Shared, State, WAKER};
 use crate::sys;
@@ -84,6 +85,7 @@ impl Watcher {
             notify: Box::new(notify),
             takes: AtomicU64::new(0),
             sleeping: AtomicBool::new(false),
+            armed: Armed::new(),
         });
         let swap = SwapArenas::new(options.arena_size);
         let arenas = swap.memory();
@@ -114,15 +116,24 @@ impl Watcher {
             }
             return;
         }
-        let was_empty = state.submissions.is_empty();
-        state.submissions.extend(batch);
-        let wake = was_empty && !state.submissions.is_empty();
+        let mut needs_turn = false;
+        for submission in batch {
+            needs_turn |= !self.reaches_poller_unwoken(&submission);
+            state.submissions.push(submission);
+        }
+        // One wake-up per queue the poller takes; an inline consumer runs the next turn itself.
+        let wake = needs_turn && !state.wake_sent;
+        state.wake_sent |= wake;
         drop(state);
-        // A non-empty queue already has a wake-up on its way; an inline
-        // consumer runs the next turn itself.
         if wake && self.shared.sleeping.load(Ordering::SeqCst) {
             self.shared.wake();
         }
+    }
+
+    /// A read without a deadline on an armed socket (see `armed.rs`): the
+    /// edge that will wake the poller comes with the bytes it waits for.
+    fn reaches_poller_unwoken(&self, submission: &Submission) -> bool {
+        matches!(submission, Submission::Read { conn, len, deadline: None, .. } if *len > 0 && self.shared.armed.is_armed(*conn))
     }
 
     /// Takes every completion published so far. Swap regions delivered by the

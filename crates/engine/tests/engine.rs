@@ -364,3 +364,29 @@ fn requests_that_beat_their_deadline_leave_no_timeout_behind() {
     b_peer.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"queueddirect");
 }
+
+#[test]
+fn reads_are_served_whether_bytes_come_before_or_after_them() {
+    // A read on a drained socket is left for the edge that its bytes raise
+    // (no wake-up); one on a socket whose bytes came first must wake the poller.
+    let mut h = Harness::new(Options::default());
+    let mut client = h.accept_one(1, 2);
+    h.submit(read(1, 2, 64));
+    client.write_all(b"a").unwrap();
+    assert_eq!(h.wait_for(1).bytes, b"a");
+    for (req, byte) in [(2, b'b'), (3, b'c'), (4, b'd')] {
+        let bytes_first = req % 2 == 1;
+        if bytes_first {
+            client.write_all(&[byte]).unwrap();
+        }
+        // Long enough for the poller to note what came and go back to sleep.
+        std::thread::sleep(Duration::from_millis(50));
+        h.submit(read(req, 2, 64));
+        if !bytes_first {
+            std::thread::sleep(Duration::from_millis(20));
+            client.write_all(&[byte]).unwrap();
+        }
+        let got = h.wait_for(req);
+        assert_eq!((got.error, &got.bytes[..]), (None, &[byte][..]), "read {req}, bytes first: {bytes_first}");
+    }
+}
