@@ -297,13 +297,16 @@ test('reconnect client: a server that goes away, refuses, then stalls is reconne
   const port = (server.address() as { port: number }).port
   t.teardown(() => void stop())
 
+  // 3 s for a reply: the echo server shares this worker with other tests, and under load one can take over a second.
   const child = spawn(process.execPath, [join(examples, 'reconnect-client.js'), String(port)], {
-    env: { ...process.env, PING_INTERVAL_MS: '20', REPLY_TIMEOUT_MS: String(scaled(1000)) },
+    env: { ...process.env, PING_INTERVAL_MS: '20', REPLY_TIMEOUT_MS: String(scaled(3000)) },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   t.teardown(() => void child.kill('SIGKILL'))
   const lines: string[] = []
   createInterface({ input: child.stdout! }).on('line', (line) => lines.push(line))
+  createInterface({ input: child.stderr! }).on('line', (line) => lines.push(`stderr: ${line}`))
+  child.on('exit', (code, signal) => lines.push(`exited: ${code ?? signal}`))
   // Waits for the next line (after those matched before) that matches.
   let cursor = 0
   const seen = async (what: RegExp) => {

@@ -131,7 +131,14 @@ export class Poller {
 
   /** The next batch, or null if none came within `ms` (ERR_WATCHER_CLOSED rejects). */
   async next(ms: number): Promise<OpResult[] | null> {
-    if (this.failure) throw this.failure
+    if (this.failure) {
+      const failure = this.failure
+      this.failure = null
+      this.wait = null
+      // A wait that close() ended says nothing of requests made since, on the closed
+      // watcher: those complete with ERR_WATCHER_CLOSED, and a new waitIO() hands them over.
+      if (!(failure instanceof GaioError && failure.code === 'ERR_WATCHER_CLOSED')) throw failure
+    }
     if (!this.wait) {
       const wait = (this.wait = this.w.waitIO())
       // Observed at once, so a rejection while nobody awaits it is not "unhandled".
