@@ -3,20 +3,16 @@
 // descriptor left open, and the process still healthy. The tests count
 // /proc/self/fd, so they run one at a time.
 import test, { type ExecutionContext } from 'ava'
-import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { createServer, connect as netConnect, Socket } from 'node:net'
-import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { Conn, GaioError, OpType, Watcher, type OpResult } from '../index'
-import { collectUntil, gaioPair, isReadInto, netServer, pattern, receiveBytes, receiveUntilEnd, scaled, sleep, within } from './helpers'
+import { collectUntil, gaioPair, indexJs, isReadInto, netServer, pattern, receiveBytes, receiveUntilEnd, scaled, sleep, spawnOutOfDescriptors, within } from './helpers'
 import { drainClosed, fdsSettle, fdSummary, Ledger, openFds, Poller, rng } from './reliability'
 
 const HOST = '127.0.0.1'
 const MiB = 1 << 20
 const MODES = ['thread', 'inline'] as const
-type Mode = (typeof MODES)[number]
-const indexJs = join(__dirname, '..', 'index.js')
 
 /** A descriptor count to come back to, taken once Node has opened what it opens lazily. */
 async function baseline(): Promise<number> {
@@ -338,16 +334,8 @@ for (const mode of MODES) {
 
   test.serial(`[${mode}] accept under descriptor exhaustion: a child with ulimit -n 256 gets EMFILE, frees descriptors, and serves every client`, async (t) => {
     t.timeout(scaled(30_000))
-    const script = `
-      const { Watcher, OpType } = require(process.env.GAIO_INDEX)
-      const fs = require('node:fs')
-      const w = new Watcher({ mode: process.env.GAIO_MODE })
-      const ln = w.listen({ host: '127.0.0.1', port: 0 })
-      // Fill the descriptor table: the next accept fails with EMFILE.
-      const fillers = []
-      for (;;) {
-        try { fillers.push(fs.openSync('/dev/null', 'r')) } catch (e) { if (e.code !== 'EMFILE') throw e; break }
-      }
+    const clients = 16
+    const child = spawnOutOfDescriptors(mode, `
       const clients = Number(process.env.CLIENTS)
       let emfile = 0, accepted = 0, echoed = 0, completions = 0, outstanding = 4
       for (let i = 0; i < 4; i++) w.accept('accept', ln)
@@ -382,12 +370,7 @@ for (const mode of MODES) {
           }
         }
       })().catch((e) => { console.error(e); process.exit(3) })
-    `
-    const clients = 16
-    const child = spawn('/bin/sh', ['-c', 'ulimit -n 256 && exec "$NODE" -e "$SCRIPT"'], {
-      env: { ...process.env, NODE: process.execPath, SCRIPT: script, GAIO_INDEX: indexJs, GAIO_MODE: mode, CLIENTS: String(clients) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
+    `, { CLIENTS: String(clients) })
     t.teardown(() => {
       child.kill('SIGKILL')
     })

@@ -1,5 +1,7 @@
 // Shared test helpers. Other spec files may add to this file: append only.
+import { spawn } from 'node:child_process'
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net'
+import { join } from 'node:path'
 import { Watcher, Listener, Conn, OpType, GaioError, type OpResult, type WatcherOptions } from '../index'
 
 /**
@@ -306,4 +308,30 @@ export function withMode(options: WatcherOptions = {}): WatcherOptions {
 export function isReadInto(result: OpResult, given: ArrayBufferView): boolean {
   const view = result.buffer
   return view !== null && view.buffer === given.buffer && view.byteOffset === given.byteOffset && view.byteLength === result.size
+}
+
+/** The built entry point, for child processes: they load gaio as a user does. */
+export const indexJs = join(__dirname, '..', 'index.js')
+
+/**
+ * Runs `body` in a child Node limited to 256 descriptors (`ulimit -n`), after a
+ * prologue that gives it `Watcher`, `OpType`, `fs`, a watcher `w` in `mode`, a
+ * listener `ln`, and `fillers`: descriptors opened until EMFILE, so that the
+ * next accept fails. Extra environment for the body in `env`.
+ */
+export function spawnOutOfDescriptors(mode: 'thread' | 'inline', body: string, env: Record<string, string> = {}) {
+  const script = `
+    const { Watcher, OpType } = require(process.env.GAIO_INDEX)
+    const fs = require('node:fs')
+    const w = new Watcher({ mode: process.env.GAIO_MODE })
+    const ln = w.listen({ host: '127.0.0.1', port: 0 })
+    const fillers = []
+    for (;;) {
+      try { fillers.push(fs.openSync('/dev/null', 'r')) } catch (e) { if (e.code !== 'EMFILE') throw e; break }
+    }
+    ${body}`
+  return spawn('/bin/sh', ['-c', 'ulimit -n 256 && exec "$NODE" -e "$SCRIPT"'], {
+    env: { ...process.env, ...env, NODE: process.execPath, SCRIPT: script, GAIO_INDEX: indexJs, GAIO_MODE: mode },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
 }

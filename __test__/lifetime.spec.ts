@@ -4,10 +4,8 @@
 // more, which must give back their thread and descriptors to the collector.
 import test from 'ava'
 import { spawn } from 'node:child_process'
-import { join } from 'node:path'
-import { scaled } from './helpers'
+import { indexJs, scaled } from './helpers'
 
-const indexJs = join(__dirname, '..', 'index.js')
 const modes = ['thread', 'inline'] as const
 
 /** Counting helpers, pasted into each child: threads, poller threads and descriptors of the child itself. */

@@ -32,10 +32,9 @@ import test from 'ava'
 import fc from 'fast-check'
 import { randomInt } from 'node:crypto'
 import { connect as netConnect, Socket } from 'node:net'
-import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { Conn, GaioError, Listener, OpType, Watcher, type ConnLike, type OpResult } from '../index'
-import { collectGarbage, gaioPair, isReadInto, pattern, sleep, within } from './helpers'
+import { collectGarbage, gaioPair, indexJs, isReadInto, pattern, sleep, within } from './helpers'
 import { detach, fdsSettle, fdSummary, openFds, Poller } from './reliability'
 
 const SEED = process.env.GAIO_SEED !== undefined ? Number(process.env.GAIO_SEED) : randomInt(2 ** 31)
@@ -45,7 +44,6 @@ const SHRINK_MS = Number(process.env.GAIO_SHRINK_MS ?? 120_000)
 const HOST = '127.0.0.1'
 /** A scoped IPv6 address whose interface does not exist: the engine must refuse it per request. */
 const BAD_SCOPE = 'fe80::1%gaio-nonexistent0'
-const indexJs = join(__dirname, '..', 'index.js')
 
 // ---- the generated actions ---------------------------------------------------
 

@@ -8,9 +8,8 @@ import { connect as netConnect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Watcher } from '../index'
-import { scaled, within } from './helpers'
+import { indexJs, scaled, spawnOutOfDescriptors, within } from './helpers'
 
-const indexJs = join(__dirname, '..', 'index.js')
 const modes = ['thread', 'inline'] as const
 
 function socketDir(t: { teardown(fn: () => void): void }): string {
@@ -46,15 +45,7 @@ for (const mode of modes) {
 
   test(`[${mode}] after EMFILE, pending accepts resume by themselves once descriptors are free (no new request, no new client)`, async (t) => {
     t.timeout(scaled(30_000))
-    const script = `
-      const { Watcher, OpType } = require(process.env.GAIO_INDEX)
-      const fs = require('node:fs')
-      const w = new Watcher({ mode: process.env.GAIO_MODE })
-      const ln = w.listen({ host: '127.0.0.1', port: 0 })
-      const fillers = []
-      for (;;) {
-        try { fillers.push(fs.openSync('/dev/null', 'r')) } catch (e) { if (e.code !== 'EMFILE') throw e; break }
-      }
+    const child = spawnOutOfDescriptors(mode, `
       // Two accepts: the first hears of EMFILE, the second must be served once descriptors are back.
       w.accept('first', ln)
       w.accept('second', ln)
@@ -73,11 +64,7 @@ for (const mode of modes) {
         w.close()
       })().catch((e) => { console.error(e); process.exit(3) })
       setTimeout(() => { console.log(JSON.stringify({ ...outcome, stalled: true })); process.exit(0) }, ${scaled(10_000)}).unref()
-    `
-    const child = spawn('/bin/sh', ['-c', 'ulimit -n 256 && exec "$NODE" -e "$SCRIPT"'], {
-      env: { ...process.env, NODE: process.execPath, SCRIPT: script, GAIO_INDEX: indexJs, GAIO_MODE: mode },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
+    `)
     let out = ''
     let err = ''
     child.stderr.on('data', (d) => (err += d))

@@ -380,6 +380,17 @@ impl Connector {
     fn k(&self, conn: ConnId) -> usize {
         (conn - self.base) as usize - 1
     }
+
+    /// A read completed on `conn` (`what` names the client in a failure):
+    /// its bytes go after those connection `k` got before; returns `k`.
+    fn received(&self, got: &mut [Vec<u8>], conn: ConnId, c: &Completion, bytes: &[u8], what: &str) -> usize {
+        if c.error.is_some() {
+            fail(what, c.error);
+        }
+        let k = self.k(conn);
+        got[k].extend_from_slice(bytes);
+        k
+    }
 }
 
 /// `conns` connections each write `size` bytes once and read them back.
@@ -508,13 +519,9 @@ impl Chat {
                     out.push(read(conn));
                 }
                 READ => {
-                    if c.error.is_some() {
-                        fail("chat client read", c.error);
-                    }
-                    let k = self.connector.k(conn);
                     let bytes = batch.bytes(c);
                     self.bytes += bytes.len() as u64;
-                    self.got[k].extend_from_slice(bytes);
+                    let k = self.connector.received(&mut self.got, conn, c, bytes, "chat client read");
                     assert!(self.got[k].len() <= self.size, "connection {k}: more bytes than sent");
                     if self.got[k].len() == self.size {
                         assert!(self.got[k] == self.message(k), "connection {k}: echo differs");
@@ -590,11 +597,7 @@ impl Latency {
                     out.push(read(conn));
                 }
                 READ => {
-                    if c.error.is_some() {
-                        fail("latency client read", c.error);
-                    }
-                    let k = self.connector.k(conn);
-                    self.got[k].extend_from_slice(batch.bytes(c));
+                    let k = self.connector.received(&mut self.got, conn, c, batch.bytes(c), "latency client read");
                     self.replies(k);
                     out.push(read(conn));
                 }
@@ -728,11 +731,7 @@ impl Frames {
                     out.push(read(conn));
                 }
                 READ => {
-                    if c.error.is_some() {
-                        fail("frames client read", c.error);
-                    }
-                    let k = self.connector.k(conn);
-                    self.got[k].extend_from_slice(batch.bytes(c));
+                    let k = self.connector.received(&mut self.got, conn, c, batch.bytes(c), "frames client read");
                     let whole = self.got[k].len() / 8 * 8;
                     for ack in self.got[k][..whole].chunks(8) {
                         let want = self.due[k].pop_front().unwrap_or_else(|| panic!("connection {k}: an ack for no frame"));
