@@ -147,6 +147,16 @@ const plan: fc.Arbitrary<Plan> = fc
  * released twice); a scoped address naming no interface among good requests of the same flush;
  * two watchers, a Conn used on the wrong one, and a worker that ends while this thread's I/O goes on.
  */
+/**
+ * The most a peer writes in one call to a side of this watcher. The drain reads
+ * at most 64 swap reads of bufferSize per batch, and no more than the swap
+ * arena holds: 128 batches' worth (a tiny arena drains one read per batch).
+ */
+function maxWriteInto({ bufferSize, swapFactor }: WatcherConfig): number {
+  const arena = swapFactor ? bufferSize * swapFactor : Math.max(1 << 20, bufferSize)
+  return Math.min(4 << 20, 128 * Math.min(arena, 64 * bufferSize))
+}
+
 const one = [{ bufferSize: 65536, swapFactor: 0 }]
 const examples: Plan[] = [
   {
@@ -319,8 +329,7 @@ class Episode {
         w,
         poller: new Poller(w),
         bufferSize: config.bufferSize,
-        // A tiny buffer drains slowly, and a tiny swap arena (one read per batch) more slowly still.
-        maxWrite: config.bufferSize >= 512 ? 4 << 20 : config.swapFactor === 1 ? 256 : 4096,
+        maxWrite: maxWriteInto(config),
         ln: w.listen({ host: HOST, port: 0 }),
         lonerLn: w.listen({ host: HOST, port: 0 }),
         idle: w.listen({ host: HOST, port: 0 }),

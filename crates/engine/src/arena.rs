@@ -8,7 +8,8 @@
 //! every region published from it is at least two takes old. When the filling
 //! arena is full and the other is still in use, swap reads wait (the poller
 //! calls that starving) and resume after the next take: back-pressure, not
-//! loss.
+//! loss. A starved poller asks for that take even when it has nothing to
+//! deliver, since a consumer that takes only when notified would not.
 
 use std::ptr::NonNull;
 use std::sync::Arc;

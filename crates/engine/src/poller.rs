@@ -67,13 +67,29 @@ pub(crate) struct State {
     /// The submissions queued since the poller last took them include one
     /// that needs a turn, and its submitter has seen to the wake-up.
     pub wake_sent: bool,
-    /// The poller waits for a take to free swap space.
+    /// The poller waits for a take to free swap space. That take may have
+    /// nothing to deliver, but the consumer is told all the same.
     pub starved: bool,
     pub closing: bool,
     /// The poller has exited; later submissions complete at once.
     pub stopped: bool,
     /// The poller panicked with this message.
     pub failure: Option<String>,
+}
+
+impl State {
+    /// Whether the consumer has reason to take: completions, or a starved
+    /// read that only a take can move on.
+    pub fn wants_take(&self) -> bool {
+        !self.completions.is_empty() || self.starved
+    }
+
+    /// Marks the consumer notified; true if this is the notification to send.
+    pub fn notify_once(&mut self) -> bool {
+        let notify = !self.notified && self.wants_take();
+        self.notified |= notify;
+        notify
+    }
 }
 
 impl Shared {
@@ -98,7 +114,11 @@ pub(crate) struct Poller {
     /// Slots to pump this turn; `next_ready` is reused to avoid allocation.
     ready: Vec<usize>,
     next_ready: Vec<usize>,
+    /// Sockets whose swap reads wait for arena space, served first next turn.
     starved: Vec<usize>,
+    /// Starved sockets that got space this turn: they queue behind the rest,
+    /// so one busy socket cannot take every freed byte (round robin).
+    served_then_starved: Vec<usize>,
     deadlines: Deadlines,
     arenas: SwapArenas,
     swap_max: usize,
@@ -121,6 +141,7 @@ impl Poller {
             ready: Vec::new(),
             next_ready: Vec::new(),
             starved: Vec::new(),
+            served_then_starved: Vec::new(),
             deadlines: Deadlines::default(),
             arenas,
             swap_max,
@@ -389,9 +410,11 @@ impl Poller {
             match conn.kind {
                 Kind::Stream => {
                     conn.pump_writes(&mut self.done, &mut self.deadlines);
+                    let done_before = self.done.len();
                     let progress = conn.pump_reads(&mut self.arenas, takes, self.swap_max, &mut self.done, &mut self.deadlines);
                     if progress == ReadProgress::Starved {
-                        self.starved.push(slot);
+                        let served = self.done.len() > done_before;
+                        if served { &mut self.served_then_starved } else { &mut self.starved }.push(slot);
                     }
                     if !conn.readable && !conn.hup {
                         self.shared.armed.arm(conn.id);
@@ -404,6 +427,7 @@ impl Poller {
         }
         ready.clear();
         self.next_ready = ready;
+        self.starved.append(&mut self.served_then_starved);
     }
 
     fn pump_accepts(&mut self, slot: usize) {
@@ -509,8 +533,7 @@ impl Poller {
         // since the pump means space may be free now, so just go round again.
         let retry_now = !self.starved.is_empty() && takes != takes_at_pump;
         state.starved = !self.starved.is_empty() && !retry_now;
-        let notify = !state.notified && !state.completions.is_empty();
-        state.notified |= notify;
+        let notify = state.notify_once();
         drop(state);
         if retry_now {
             self.shared.wake();

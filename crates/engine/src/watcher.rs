@@ -108,8 +108,7 @@ impl Watcher {
         if state.stopped {
             let failed = batch.into_iter().filter_map(|s| s.req()).map(|req| Completion::failed(req, Error::WatcherClosed));
             state.completions.extend(failed);
-            let notify = !state.notified && !state.completions.is_empty();
-            state.notified |= notify;
+            let notify = state.notify_once();
             drop(state);
             if notify {
                 (self.shared.notify)();
@@ -173,12 +172,13 @@ impl Watcher {
     }
 
     /// Runs one turn of an inline watcher without waiting (a threaded one
-    /// runs its own: this does nothing). True if completions are waiting.
+    /// runs its own: this does nothing). True if the consumer should take:
+    /// completions wait, or a starved read needs a take to go on.
     pub fn turn(&mut self) -> bool {
         if let Driver::Inline(Some(poller)) = &mut self.driver {
             poller.turn(Some(std::time::Duration::ZERO));
         }
-        !self.shared.lock().completions.is_empty()
+        self.shared.lock().wants_take()
     }
 
     /// [`Watcher::turn`] without asking the kernel for readiness: what a
@@ -187,7 +187,7 @@ impl Watcher {
         if let Driver::Inline(Some(poller)) = &mut self.driver {
             poller.advance();
         }
-        !self.shared.lock().completions.is_empty()
+        self.shared.lock().wants_take()
     }
 
     /// Submits one request now: an inline watcher applies it at once (after

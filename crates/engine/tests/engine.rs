@@ -390,3 +390,66 @@ fn reads_are_served_whether_bytes_come_before_or_after_them() {
         assert_eq!((got.error, &got.bytes[..]), (None, &[byte][..]), "read {req}, bytes first: {bytes_first}");
     }
 }
+
+/// Three 8-byte reads against arenas of 8 bytes: the third waits until the
+/// first arena is two takes old, and the second of those takes has nothing to
+/// deliver. A consumer that takes only when told to must still be told.
+#[test]
+fn a_consumer_that_takes_only_when_notified_is_told_when_a_starved_read_needs_a_take() {
+    let mut h = Harness::new(Options { swap_read_size: 8, arena_size: 8, ..Options::default() });
+    let mut client = h.accept_one(1, 2);
+    client.write_all(&[7u8; 24]).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    while h.notified.try_recv().is_ok() {}
+    h.watcher.submit([read(1, 2, 8), read(2, 2, 8), read(3, 2, 8)]);
+    let mut got = 0;
+    while got < 24 {
+        h.notified.recv_timeout(Duration::from_secs(5)).expect("a notification within 5 s");
+        got += h.watcher.take().completions.iter().map(|c| c.size).sum::<usize>();
+    }
+}
+
+#[test]
+fn an_inline_turn_asks_for_the_take_that_a_starved_read_needs() {
+    let mut w = Watcher::new(Options { inline: true, swap_read_size: 8, arena_size: 8, ..Options::default() }, || {}).unwrap();
+    let (a, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    w.submit([Submission::AdoptStream { conn: 1, fd: a.into() }]);
+    peer.write_all(&[7u8; 24]).unwrap();
+    w.submit([read(1, 1, 8), read(2, 1, 8), read(3, 1, 8)]);
+    let mut got = 0;
+    for _ in 0..100 {
+        if w.turn() {
+            got += w.take().completions.iter().map(|c| c.size).sum::<usize>();
+        }
+        if got == 24 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("{got} of 24 bytes in 100 turns taking only when a turn asked");
+}
+
+#[test]
+fn sockets_waiting_for_swap_space_are_served_in_turn() {
+    // Arenas of one read each: A has 100 reads queued ahead of B's one, and
+    // bytes for all of them. B must not wait for A's hundred.
+    let mut w = Watcher::new(Options { inline: true, swap_read_size: 8, arena_size: 8, ..Options::default() }, || {}).unwrap();
+    let (a, mut a_peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (b, mut b_peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    w.submit([Submission::AdoptStream { conn: 1, fd: a.into() }, Submission::AdoptStream { conn: 2, fd: b.into() }]);
+    a_peer.write_all(&[1u8; 800]).unwrap();
+    b_peer.write_all(&[2u8; 8]).unwrap();
+    w.submit((0..100).map(|req| read(req, 1, 8)).chain([read(100, 2, 8)]));
+    let mut a_reads_before_b = 0;
+    for _ in 0..300 {
+        w.turn();
+        for c in &w.take().completions {
+            if c.req == 100 {
+                assert!(a_reads_before_b <= 4, "B waited for {a_reads_before_b} of A's reads");
+                return;
+            }
+            a_reads_before_b += 1;
+        }
+    }
+    panic!("B's read never completed");
+}
