@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gaio_engine::{Address, Completion, Data, Error as EngineError, Options, Submission, Watcher};
+use gaio_engine::{Address, Completion, Data, Error as EngineError, Exchange, InlinePoller, Options, PollerThread, Submission};
 use node_api::{Env, Error, LoopWatch, Method, Result, ThreadsafeFunction, Value, Wake};
 
 mod layout;
@@ -33,8 +33,8 @@ use layout::*;
 
 /// What a JS Watcher holds on the native side.
 struct Handle {
-    watcher: RefCell<Watcher>,
-    notifier: Notifier,
+    exchange: RefCell<Exchange>,
+    driver: Driver,
     /// Bytes of the read-full completions of the latest take, by index.
     owned: RefCell<Vec<Vec<u8>>>,
     /// Where the facade writes submission records.
@@ -47,13 +47,15 @@ struct Handle {
     socket_files: RefCell<HashMap<u32, PathBuf>>,
 }
 
-/// How JS learns that completions are waiting.
-enum Notifier {
-    /// The poller thread calls this; None once released. The flag makes the
-    /// poller thread's next notification panic, for the test of what follows.
-    Thread(Arc<Mutex<Option<ThreadsafeFunction>>>, Arc<AtomicBool>),
-    /// Node's loop watches the engine's poll descriptor; None once closed.
-    Inline(RefCell<Option<LoopWatch>>),
+/// What runs the poller's turns, and how JS learns that it should take.
+enum Driver {
+    /// A thread of the poller's own, which calls `ready` (None once
+    /// released). `panic_next` makes its next notification panic, for the
+    /// test of what follows.
+    Thread { poller: RefCell<PollerThread>, ready: Arc<Mutex<Option<ThreadsafeFunction>>>, panic_next: Arc<AtomicBool> },
+    /// Node's loop, watching the poll descriptor (`watch`, None once closed)
+    /// and running each turn on the JS thread.
+    Inline { poller: RefCell<InlinePoller>, watch: RefCell<Option<LoopWatch>> },
 }
 
 /// Record memory shared with JS through an external ArrayBuffer. Cells,
@@ -73,10 +75,10 @@ impl Drop for Handle {
 }
 
 impl Handle {
-    fn new(watcher: Watcher, notifier: Notifier) -> Handle {
+    fn new(exchange: Exchange, driver: Driver) -> Handle {
         Handle {
-            watcher: RefCell::new(watcher),
-            notifier,
+            exchange: RefCell::new(exchange),
+            driver,
             owned: RefCell::default(),
             submit_records: RefCell::new(Records::new(0)),
             take_records: RefCell::new(Records::new(0)),
@@ -89,10 +91,13 @@ impl Handle {
     /// it is closed; threaded, the poller thread has stopped before its
     /// threadsafe function goes. Idempotent.
     fn close(&self) {
-        if let Notifier::Inline(watch) = &self.notifier {
-            drop(watch.borrow_mut().take());
+        match &self.driver {
+            Driver::Thread { poller, .. } => poller.borrow_mut().close(),
+            Driver::Inline { poller, watch } => {
+                drop(watch.borrow_mut().take());
+                poller.borrow_mut().close();
+            }
         }
-        self.watcher.borrow_mut().close();
         self.release_notifier();
         for (_, path) in self.socket_files.borrow_mut().drain() {
             let _ = std::fs::remove_file(path);
@@ -101,9 +106,9 @@ impl Handle {
 
     /// Nothing will be notified any more: the event loop may forget the notifier.
     fn release_notifier(&self) {
-        match &self.notifier {
-            Notifier::Thread(ready, _) => drop(ready.lock().unwrap_or_else(|e| e.into_inner()).take()),
-            Notifier::Inline(watch) => drop(watch.borrow_mut().take()),
+        match &self.driver {
+            Driver::Thread { ready, .. } => drop(ready.lock().unwrap_or_else(|e| e.into_inner()).take()),
+            Driver::Inline { watch, .. } => drop(watch.borrow_mut().take()),
         }
     }
 
@@ -116,25 +121,33 @@ impl Handle {
     /// Inline, after a submit: advance now (writes go out during the call),
     /// then set the timer for the next turn. True if completions are waiting.
     fn advance(&self) -> bool {
-        let Notifier::Inline(watch) = &self.notifier else { return false };
-        let mut watcher = self.watcher.borrow_mut();
-        let waiting = watcher.advance();
+        let Driver::Inline { poller, watch } = &self.driver else { return false };
+        let mut poller = poller.borrow_mut();
+        let waiting = poller.advance();
         if let Some(watch) = watch.borrow().as_ref() {
-            watch.set_timeout(watcher.timeout());
+            watch.set_timeout(poller.timeout());
         }
         waiting
+    }
+
+    /// The inline poller, if this watcher has one.
+    fn inline_poller(&self) -> Option<&RefCell<InlinePoller>> {
+        match &self.driver {
+            Driver::Inline { poller, .. } => Some(poller),
+            Driver::Thread { .. } => None,
+        }
     }
 }
 
 /// createWatcher(onReady, bufferSize, swapSize, cpu, inline) -> the methods below.
 fn create_watcher(env: Env, args: &[Value]) -> Result<Value> {
-    let options = Options {
-        swap_read_size: env.to_u32(args[1], "bufferSize")? as usize,
-        arena_size: env.to_u32(args[2], "swapSize")? as usize,
-        cpu: usize::try_from(env.to_i32(args[3], "cpu")?).ok(),
-        inline: env.to_bool(args[4], "inline")?,
+    let options = Options { swap_read_size: env.to_u32(args[1], "bufferSize")? as usize, arena_size: env.to_u32(args[2], "swapSize")? as usize };
+    let cpu = usize::try_from(env.to_i32(args[3], "cpu")?).ok();
+    let handle = match (env.to_bool(args[4], "inline")?, cpu) {
+        (true, Some(_)) => return Err(start_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, "cpu pins the poller thread; an inline watcher has none"))),
+        (true, None) => inline_handle(env, args[0], options)?,
+        (false, cpu) => threaded_handle(env, args[0], options, cpu)?,
     };
-    let handle = if options.inline { inline_handle(env, args[0], options)? } else { threaded_handle(env, args[0], options)? };
     let methods: [(&str, Method<Handle>); 10] = [
         ("records", records),
         ("swapBuffers", swap_buffers),
@@ -154,7 +167,7 @@ fn create_watcher(env: Env, args: &[Value]) -> Result<Value> {
     Ok(object)
 }
 
-fn threaded_handle(env: Env, on_ready: Value, options: Options) -> Result<Rc<Handle>> {
+fn threaded_handle(env: Env, on_ready: Value, options: Options, cpu: Option<usize>) -> Result<Rc<Handle>> {
     let tsfn = env.threadsafe_function(on_ready, "gaio.onReady")?;
     // Nothing outstanding yet: a new watcher must not hold the process open.
     tsfn.set_ref(env, false)?;
@@ -170,23 +183,24 @@ fn threaded_handle(env: Env, on_ready: Value, options: Options) -> Result<Rc<Han
             tsfn.call();
         }
     };
-    let watcher = Watcher::new(options, notify).map_err(start_error)?;
-    Ok(Rc::new(Handle::new(watcher, Notifier::Thread(ready, panic_next))))
+    let (exchange, poller) = PollerThread::start(&options, cpu, notify).map_err(start_error)?;
+    Ok(Rc::new(Handle::new(exchange, Driver::Thread { poller: RefCell::new(poller), ready, panic_next })))
 }
 
 fn inline_handle(env: Env, on_ready: Value, options: Options) -> Result<Rc<Handle>> {
-    let watcher = Watcher::new(options, || {}).map_err(start_error)?;
-    let fd = watcher.poll_fd().expect("an inline watcher has a poll descriptor");
-    let handle = Rc::new(Handle::new(watcher, Notifier::Inline(RefCell::new(None))));
+    let (exchange, poller) = InlinePoller::start(&options).map_err(start_error)?;
+    let fd = poller.poll_fd().expect("an open inline poller has a poll descriptor");
+    let handle = Rc::new(Handle::new(exchange, Driver::Inline { poller: RefCell::new(poller), watch: RefCell::new(None) }));
     // Weak: the handle owns the watch, and the watch must not keep it alive.
     let weak: Weak<Handle> = Rc::downgrade(&handle);
     let on_wake = Box::new(move || {
-        let Some(handle) = weak.upgrade() else { return Wake { call_js: false, timeout: None } };
-        let mut watcher = handle.watcher.borrow_mut();
-        Wake { call_js: watcher.turn(), timeout: watcher.timeout() }
+        let handle = weak.upgrade();
+        let Some(poller) = handle.as_deref().and_then(Handle::inline_poller) else { return Wake { call_js: false, timeout: None } };
+        let mut poller = poller.borrow_mut();
+        Wake { call_js: poller.turn(), timeout: poller.timeout() }
     });
     let watch = env.loop_watch(fd, on_ready, on_wake)?;
-    if let Notifier::Inline(slot) = &handle.notifier {
+    if let Driver::Inline { watch: slot, .. } = &handle.driver {
         slot.replace(Some(watch));
     }
     Ok(handle)
@@ -211,9 +225,9 @@ fn records(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
 
 /// swapBuffers() -> [ArrayBuffer, ArrayBuffer] over the engine's swap arenas.
 fn swap_buffers(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
-    let watcher = handle.watcher.borrow();
+    let exchange = handle.exchange.borrow();
     let list = env.array(2)?;
-    for (i, arena) in watcher.arenas().iter().enumerate() {
+    for (i, arena) in exchange.arenas().iter().enumerate() {
         // SAFETY: the Arc handed over keeps the memory alive as long as the
         // ArrayBuffer; JS reads only regions the engine has published and
         // does not refill before the next take (see crates/engine/src/arena.rs).
@@ -238,7 +252,7 @@ fn submit(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
         .0
         .get(..count * SUBMIT_FIELDS)
         .ok_or_else(|| Error::Range("count exceeds the submission records".into()))?;
-    let inline = matches!(handle.notifier, Notifier::Inline(_));
+    let inline = handle.inline_poller();
     // Read the clock once per batch, and only for a batch with deadlines.
     let mut now = None;
     let mut batch = Vec::new();
@@ -246,23 +260,22 @@ fn submit(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
         let [kind, req, conn, arg, extra, deadline] = std::array::from_fn(|f| record[f].get());
         let (req, conn) = (req as u32, conn as u32);
         let deadline = u64::try_from(deadline).ok().map(|ms| *now.get_or_insert_with(Instant::now) + Duration::from_millis(ms));
-        if kind == KIND_WRITE && inline {
+        if let (KIND_WRITE, Some(poller)) = (kind, inline) {
             if let Ok(data) = env.element(extras, extra as u32).and_then(|v| env.typed_array(v, "write buffer")) {
                 // No JS runs during this call, so the buffer stays put while it is written.
-                handle.watcher.borrow_mut().write_now(req, conn, data.bytes(), deadline);
+                poller.borrow_mut().write_now(req, conn, data.bytes(), deadline);
                 continue;
             }
         }
         // A record that cannot be read fails on its own: the rest of the batch goes ahead.
         let submission = submission_of(env, handle, extras, [kind, arg, extra], req, conn, deadline)
             .unwrap_or_else(|error| Submission::Reject { req, error });
-        if inline {
-            handle.watcher.borrow_mut().apply_now(submission);
-        } else {
-            batch.push(submission);
+        match inline {
+            Some(poller) => poller.borrow_mut().apply_now(submission),
+            None => batch.push(submission),
         }
     }
-    handle.watcher.borrow().submit(batch);
+    handle.exchange.borrow().submit(batch);
     env.boolean(handle.advance())
 }
 
@@ -312,13 +325,13 @@ fn parse_address(target: &str, port: i32) -> std::result::Result<Address, Engine
 fn take(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
     let records = handle.take_records.borrow().clone();
     let capacity = records.0.len() / TAKE_FIELDS;
-    let mut watcher = handle.watcher.borrow_mut();
-    if let Some(failure) = watcher.failure() {
+    let mut exchange = handle.exchange.borrow_mut();
+    if let Some(failure) = exchange.failure() {
         // Nothing will complete now: pending requests must not hold the process open.
         handle.release_notifier();
         return Err(Error::Code { code: "ERR_INTERNAL_PANIC".into(), message: format!("gaio poller failed: {failure}") });
     }
-    let batch = match watcher.take_up_to(capacity) {
+    let batch = match exchange.take_up_to(capacity) {
         Ok(batch) => batch,
         // The facade grows its records and takes again: sized per batch, not per request outstanding.
         Err(needed) => return env.int32(-i32::try_from(needed).unwrap_or(i32::MAX)),
@@ -360,12 +373,12 @@ fn copy_owned(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
 /// keepAlive(on): whether pending requests hold the process open.
 fn keep_alive(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
     let on = env.to_bool(args[0], "on")?;
-    match &handle.notifier {
-        Notifier::Thread(ready, _) => {
+    match &handle.driver {
+        Driver::Thread { ready, .. } => {
             let ready = ready.lock().unwrap_or_else(|e| e.into_inner());
             ready.as_ref().map_or(Ok(()), |tsfn| tsfn.set_ref(env, on))?;
         }
-        Notifier::Inline(watch) => {
+        Driver::Inline { watch, .. } => {
             if let Some(watch) = watch.borrow().as_ref() {
                 watch.set_ref(on);
             }
@@ -376,7 +389,7 @@ fn keep_alive(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
 
 /// _panicPoller(): the poller thread panics at its next notification (a test hook).
 fn panic_poller(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
-    if let Notifier::Thread(_, panic_next) = &handle.notifier {
+    if let Driver::Thread { panic_next, .. } = &handle.driver {
         panic_next.store(true, Ordering::Relaxed);
     }
     env.undefined()
@@ -410,7 +423,7 @@ fn listen(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
             if !path.is_empty() {
                 handle.socket_files.borrow_mut().insert(conn, path.into());
             }
-            handle.watcher.borrow().submit([Submission::AdoptListener { conn, fd }]);
+            handle.exchange.borrow().submit([Submission::AdoptListener { conn, fd }]);
             env.int32(i32::from(port))
         }
         Err(e) => env.int32(-e.raw_os_error().unwrap_or(libc::EINVAL)),
@@ -425,7 +438,7 @@ fn adopt(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
     match gaio_engine::dup(fd) {
         Ok(fd) => {
             let raw = fd.as_raw_fd();
-            handle.watcher.borrow().submit([Submission::AdoptStream { conn, fd }]);
+            handle.exchange.borrow().submit([Submission::AdoptStream { conn, fd }]);
             env.int32(raw)
         }
         Err(e) => env.int32(-e.raw_os_error().unwrap_or(libc::EINVAL)),

@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use gaio_engine::{Address, Batch, Completion, ConnId, Data, Error, Options, Submission, Watcher};
+use gaio_engine::{Address, Batch, Completion, ConnId, Data, Error, Exchange, Options, PollerThread, Submission};
 
 /// Connects in flight at most (the same bound as the JS systems).
 const CONNECTING: usize = 1024;
@@ -89,29 +89,30 @@ fn check(k: usize, offset: usize, bytes: &[u8]) {
 
 /// A watcher and the submissions to hand it at the end of the current batch.
 struct Side {
-    watcher: Watcher,
+    exchange: Exchange,
+    _poller: PollerThread,
     out: Vec<Submission>,
 }
 
 impl Side {
     fn new(wake: &mpsc::Sender<()>) -> Side {
         let wake = wake.clone();
-        let watcher = Watcher::new(Options::default(), move || {
+        let (exchange, poller) = PollerThread::start(&Options::default(), None, move || {
             let _ = wake.send(());
         })
         .expect("a watcher starts");
-        Side { watcher, out: Vec::new() }
+        Side { exchange, _poller: poller, out: Vec::new() }
     }
 
     /// Takes a batch, lets `handle` answer it, submits the answers in one call.
     /// Says whether the batch had anything in it.
     fn turn(&mut self, handle: impl FnOnce(&Batch<'_>, &mut Vec<Submission>)) -> bool {
-        let batch = self.watcher.take();
+        let batch = self.exchange.take();
         let any = !batch.completions.is_empty();
         handle(&batch, &mut self.out);
         drop(batch);
         if !self.out.is_empty() {
-            self.watcher.submit(self.out.drain(..));
+            self.exchange.submit(self.out.drain(..));
         }
         any
     }
@@ -198,7 +199,7 @@ impl Server {
         for _ in 0..ACCEPTS {
             server.accept(&mut side.out);
         }
-        side.watcher.submit(side.out.drain(..));
+        side.exchange.submit(side.out.drain(..));
         (server, port)
     }
 
@@ -780,7 +781,7 @@ fn stream(driver: &Driver, port: u16, size: usize, ms: u64, mut server: Option<(
     let mut client_side = driver.side();
     let duration = Duration::from_millis(ms);
     let mut stream = Stream { size, message: payload(0, size), got: 0, round_trips: 0, started: None, duration, done: false };
-    client_side.watcher.submit([Submission::Connect { req: req(Stream::CONN, CONNECT), conn: Stream::CONN, addr: Address::Inet(loopback(port)), deadline: None }]);
+    client_side.exchange.submit([Submission::Connect { req: req(Stream::CONN, CONNECT), conn: Stream::CONN, addr: Address::Inet(loopback(port)), deadline: None }]);
     while !stream.done {
         let mut any = false;
         if let Some((side, server)) = server.as_mut() {
@@ -807,7 +808,7 @@ fn burst(conns: usize, size: usize) -> String {
         let accepts_before = server.counters.accepts.load(Ordering::Relaxed) as usize;
         let base = (pass * conns) as ConnId;
         let connector = Connector::with_base(loopback(port), base, conns, false, &mut client_side.out);
-        client_side.watcher.submit(client_side.out.drain(..));
+        client_side.exchange.submit(client_side.out.drain(..));
         let mut burst = Burst { connector, size, got: vec![0; conns], finished: 0 };
         while burst.finished < conns {
             let mut any = server_side.turn(|b, out| server.handle(b, out));
@@ -820,7 +821,7 @@ fn burst(conns: usize, size: usize) -> String {
         }
         *seconds = start.elapsed().as_secs_f64();
         // Close this pass's connections and let the server see every one go.
-        client_side.watcher.submit((1..=conns as ConnId).map(|k| Submission::Free { conn: base + k }));
+        client_side.exchange.submit((1..=conns as ConnId).map(|k| Submission::Free { conn: base + k }));
         while server.counters.conns.load(Ordering::Relaxed) > 0 {
             let any = server_side.turn(|b, out| server.handle(b, out)) | client_side.turn(|_, _| {});
             driver.idle(any);
@@ -861,7 +862,7 @@ fn burst_client(port: u16, conns: usize, size: usize, passes: usize) {
         let start = Instant::now();
         let base = (pass * conns) as ConnId;
         let connector = Connector::with_base(loopback(port), base, conns, false, &mut side.out);
-        side.watcher.submit(side.out.drain(..));
+        side.exchange.submit(side.out.drain(..));
         let mut burst = Burst { connector, size, got: vec![0; conns], finished: 0 };
         while burst.finished < conns {
             let accepted = accepted.load(Ordering::Acquire) as usize;
@@ -872,7 +873,7 @@ fn burst_client(port: u16, conns: usize, size: usize, passes: usize) {
             driver.idle(any);
         }
         say(&format!(r#"{{"pass":{pass},"seconds":{},"bytes":{}}}"#, start.elapsed().as_secs_f64(), conns * size));
-        side.watcher.submit((1..=conns as ConnId).map(|k| Submission::Free { conn: base + k }));
+        side.exchange.submit((1..=conns as ConnId).map(|k| Submission::Free { conn: base + k }));
     }
     while !closed.load(Ordering::Acquire) {
         let any = side.turn(|_, _| {});
@@ -888,7 +889,7 @@ fn latency(port: u16, http: bool, conns: usize, rate: f64, warm_ms: u64, ms: u64
     let driver = Driver::new();
     let mut side = driver.side();
     let connector = Connector::new(loopback(port), conns, true, &mut side.out);
-    side.watcher.submit(side.out.drain(..));
+    side.exchange.submit(side.out.drain(..));
     let now = Instant::now();
     let mut lat = Latency {
         connector,
@@ -947,7 +948,7 @@ fn churn(port: u16, conns: usize, ms: u64, size: usize) {
     for _ in 0..conns {
         churn.connect(&mut side.out);
     }
-    side.watcher.submit(side.out.drain(..));
+    side.exchange.submit(side.out.drain(..));
     let start = Instant::now();
     let end = start + Duration::from_millis(ms);
     while !churn.stop || !churn.got.is_empty() {
@@ -1028,7 +1029,7 @@ fn chat_client(host: Ipv4Addr, port: u16, conns: usize, size: usize) {
     let driver = Driver::new();
     let mut side = driver.side();
     let connector = Connector::new(SocketAddr::from((host, port)), conns, true, &mut side.out);
-    side.watcher.submit(side.out.drain(..));
+    side.exchange.submit(side.out.drain(..));
     let mut chat = Chat { connector, size, seq: vec![0; conns], got: vec![Vec::with_capacity(size); conns], round_trips: 0, bytes: 0 };
     let closed = Arc::new(AtomicBool::new(false));
     watch_stdin(&driver, closed.clone(), |_| {});
@@ -1050,7 +1051,7 @@ fn frames(port: u16, conns: usize, ms: u64) {
     let driver = Driver::new();
     let mut side = driver.side();
     let connector = Connector::new(loopback(port), conns, true, &mut side.out);
-    side.watcher.submit(side.out.drain(..));
+    side.exchange.submit(side.out.drain(..));
     let mut f = Frames { connector, seq: vec![0; conns], due: vec![Default::default(); conns], got: vec![Vec::new(); conns], frames: 0, bytes: 0, stop: false, busy: 0 };
     let start = Instant::now();
     let end = start + Duration::from_millis(ms);
@@ -1078,7 +1079,7 @@ fn sink(port: u16, bytes: usize) {
         }
     });
     let mut connector = Connector::new(loopback(port), 1, true, &mut side.out);
-    side.watcher.submit(side.out.drain(..));
+    side.exchange.submit(side.out.drain(..));
     let (mut got, mut reading, mut start) = (0, false, Instant::now());
     while got < bytes {
         if closed.load(Ordering::Acquire) {
@@ -1128,7 +1129,7 @@ fn hold(port: u16, conns: usize, expect: Option<usize>) {
     let driver = Driver::new();
     let mut side = driver.side();
     let mut connector = Connector::new(loopback(port), conns, false, &mut side.out);
-    side.watcher.submit(side.out.drain(..));
+    side.exchange.submit(side.out.drain(..));
     let closed = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(AtomicU64::new(0));
     let told = accepted.clone();

@@ -1,4 +1,4 @@
-//! The poller thread: readiness in, requests advanced, completions out.
+//! The poller: readiness in, requests advanced, completions out.
 //!
 //! Each turn: wait for events (or the next deadline), note readiness, take the
 //! whole submission queue under one lock, pump the sockets that can move,
@@ -10,18 +10,18 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::event::Event;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 
 use crate::arena::SwapArenas;
-use crate::armed::Armed;
 use crate::conn::{AcceptRequest, Conn, Kind, Listening, ReadProgress};
 use crate::deadline::{Deadlines, Key};
+use crate::exchange::Shared;
 use crate::op::{slot_of, Completion, ConnId, Data, Error, ReqId, Submission};
 use crate::sys;
 
@@ -41,70 +41,6 @@ const CONNECTS_PER_TURN: usize = 128;
 /// listener, since its readiness edge has already been consumed.
 const ACCEPT_RETRY_FIRST: Duration = Duration::from_millis(5);
 const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(1);
-
-/// What the poller and the consumer share.
-pub(crate) struct Shared {
-    pub state: Mutex<State>,
-    /// Dropped at close, so that a closed watcher holds no descriptor.
-    pub waker: Mutex<Option<Waker>>,
-    pub notify: Box<dyn Fn() + Send + Sync>,
-    /// How many takes the consumer made; written under `state`'s lock.
-    pub takes: AtomicU64,
-    /// The poller thread is in (or about to enter) a poll that only the waker
-    /// ends early. While it is awake, a submission waits for the end of its
-    /// turn instead: no wake-up to write, and none to read. Never set inline.
-    pub sleeping: AtomicBool,
-    /// Connections whose next read needs no wake-up.
-    pub armed: Armed,
-}
-
-#[derive(Default)]
-pub(crate) struct State {
-    pub submissions: Vec<Submission>,
-    pub completions: Vec<Completion>,
-    /// A notification went out and no take has happened since.
-    pub notified: bool,
-    /// The submissions queued since the poller last took them include one
-    /// that needs a turn, and its submitter has seen to the wake-up.
-    pub wake_sent: bool,
-    /// The poller waits for a take to free swap space. That take may have
-    /// nothing to deliver, but the consumer is told all the same.
-    pub starved: bool,
-    pub closing: bool,
-    /// The poller has exited; later submissions complete at once.
-    pub stopped: bool,
-    /// The poller panicked with this message.
-    pub failure: Option<String>,
-}
-
-impl State {
-    /// Whether the consumer has reason to take: completions, or a starved
-    /// read that only a take can move on.
-    pub fn wants_take(&self) -> bool {
-        !self.completions.is_empty() || self.starved
-    }
-
-    /// Marks the consumer notified; true if this is the notification to send.
-    pub fn notify_once(&mut self) -> bool {
-        let notify = !self.notified && self.wants_take();
-        self.notified |= notify;
-        notify
-    }
-}
-
-impl Shared {
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        // A poisoned lock only means a panic elsewhere; the state itself stays consistent.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Wakes the poller out of its poll (nothing once closed).
-    pub fn wake(&self) {
-        if let Some(waker) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            let _ = waker.wake();
-        }
-    }
-}
 
 pub(crate) struct Poller {
     poll: Poll,

@@ -8,7 +8,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use gaio_engine::{slot_of, ConnId, Error, Options, ReqId, Submission, Watcher, SLOT_BITS};
+use gaio_engine::{slot_of, ConnId, Error, Exchange, InlinePoller, Options, ReqId, Submission, SLOT_BITS};
 use proptest::prelude::*;
 
 const SLOTS: u32 = 3;
@@ -54,7 +54,8 @@ struct Slot {
 }
 
 struct Table {
-    watcher: Watcher,
+    watcher: Exchange,
+    poller: InlinePoller,
     slots: Vec<Slot>,
     next_req: ReqId,
 }
@@ -86,8 +87,8 @@ fn drain(peer: &mut UnixStream) -> (Vec<u8>, bool) {
 
 impl Table {
     fn new() -> Table {
-        let watcher = Watcher::new(Options { inline: true, ..Options::default() }, || {}).expect("watcher starts");
-        Table { watcher, slots: (0..SLOTS).map(|_| Slot::default()).collect(), next_req: 0 }
+        let (watcher, poller) = InlinePoller::start(&Options::default()).expect("watcher starts");
+        Table { watcher, poller, slots: (0..SLOTS).map(|_| Slot::default()).collect(), next_req: 0 }
     }
 
     fn target(&self, slot: u32, age: Age) -> (ConnId, bool) {
@@ -108,7 +109,7 @@ impl Table {
         let req = self.next_req;
         self.watcher.submit([make(req)]);
         for _ in 0..200 {
-            self.watcher.turn();
+            self.poller.turn();
             let batch = self.watcher.take();
             match &batch.completions[..] {
                 [] => {}
@@ -141,7 +142,7 @@ impl Table {
                 let conn = id(slot, s.generation);
                 let old = s.peer.replace(peer);
                 self.watcher.submit([Submission::AdoptStream { conn, fd: ours.into() }]);
-                self.watcher.turn();
+                self.poller.turn();
                 if let Some(mut old) = old {
                     // Reusing a live slot closes its connection.
                     prop_assert_eq!(drain(&mut old), (Vec::new(), true));
@@ -150,7 +151,7 @@ impl Table {
             Op::Free(slot, age) => {
                 let (conn, live) = self.target(slot, age);
                 self.watcher.submit([Submission::Free { conn }]);
-                self.watcher.turn();
+                self.poller.turn();
                 if live {
                     let mut peer = self.slots[slot as usize].peer.take().expect("live");
                     prop_assert_eq!(drain(&mut peer), (Vec::new(), true));

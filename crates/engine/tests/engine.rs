@@ -5,11 +5,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use gaio_engine::{Address, Completion, ConnId, Data, Error, Options, ReqId, Submission, Watcher};
+use gaio_engine::{Address, Completion, ConnId, Data, Error, Exchange, InlinePoller, Options, PollerThread, ReqId, Submission};
 
 /// A watcher plus a blocking wait for its notifications.
 struct Harness {
-    watcher: Watcher,
+    watcher: Exchange,
+    poller: PollerThread,
     notified: mpsc::Receiver<()>,
     /// Completions taken while waiting for another one.
     early: Vec<Done>,
@@ -28,11 +29,11 @@ struct Done {
 impl Harness {
     fn new(options: Options) -> Harness {
         let (tx, notified) = mpsc::channel();
-        let watcher = Watcher::new(options, move || {
+        let (watcher, poller) = PollerThread::start(&options, None, move || {
             let _ = tx.send(());
         })
         .expect("watcher starts");
-        Harness { watcher, notified, early: Vec::new() }
+        Harness { watcher, poller, notified, early: Vec::new() }
     }
 
     fn submit(&self, s: Submission) {
@@ -181,7 +182,7 @@ fn close_completes_everything_and_later_submissions_fail_at_once() {
     let _client = h.accept_one(1, 2);
     h.submit(read(1, 2, 64));
     h.submit(Submission::Accept { req: 2, listener: 1, conn: 3 });
-    h.watcher.close();
+    h.poller.close();
     let mut errors: Vec<_> = h.watcher.take().completions.iter().map(|c| (c.req, c.error)).collect();
     errors.sort_by_key(|e| e.0);
     assert_eq!(errors, vec![(1, Some(Error::WatcherClosed)), (2, Some(Error::WatcherClosed))]);
@@ -233,7 +234,7 @@ fn large_writes_reach_a_slow_reader_intact() {
 #[test]
 fn swap_reads_wait_for_space_instead_of_losing_bytes() {
     // Arenas of 4 KiB: a 64 KiB stream needs many rounds of take-and-refill.
-    let mut h = Harness::new(Options { swap_read_size: 1024, arena_size: 4096, ..Options::default() });
+    let mut h = Harness::new(Options { swap_read_size: 1024, arena_size: 4096 });
     let mut client = h.accept_one(1, 2);
     let data: Vec<u8> = (0..65536u32).map(|i| (i % 253) as u8).collect();
     let sent = data.clone();
@@ -262,16 +263,13 @@ fn swap_reads_wait_for_space_instead_of_losing_bytes() {
 #[cfg(target_os = "linux")]
 #[test]
 fn the_poller_can_be_pinned_to_a_cpu() {
-    let options = Options { cpu: Some(0), ..Options::default() };
-    assert!(Watcher::new(options, || {}).is_ok());
-    let options = Options { cpu: Some(100_000), ..Options::default() };
-    assert!(Watcher::new(options, || {}).is_err());
+    assert!(PollerThread::start(&Options::default(), Some(0), || {}).is_ok());
+    assert!(PollerThread::start(&Options::default(), Some(100_000), || {}).is_err());
 }
 
 #[test]
 fn an_inline_watcher_does_the_work_in_the_callers_turns() {
-    let options = Options { inline: true, ..Options::default() };
-    let mut w = Watcher::new(options, || {}).unwrap();
+    let (mut w, mut poller) = InlinePoller::start(&Options::default()).unwrap();
     let fd = gaio_engine::listen(&Address::Inet("127.0.0.1:0".parse().unwrap()), 16, false).unwrap();
     let port = gaio_engine::local_port(std::os::fd::AsFd::as_fd(&fd));
     w.submit([Submission::AdoptListener { conn: 1, fd }, Submission::Accept { req: 1, listener: 1, conn: 2 }]);
@@ -281,8 +279,8 @@ fn an_inline_watcher_does_the_work_in_the_callers_turns() {
     let deadline = Instant::now() + Duration::from_secs(5);
     while echoed.is_empty() {
         assert!(Instant::now() < deadline, "no echo within 5 s");
-        assert!(w.poll_fd().is_some());
-        w.turn();
+        assert!(poller.poll_fd().is_some());
+        poller.turn();
         let batch = w.take();
         let mut next = Vec::new();
         for c in &batch.completions {
@@ -300,8 +298,8 @@ fn an_inline_watcher_does_the_work_in_the_callers_turns() {
     let mut back = [0u8; 6];
     client.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"inline");
-    w.close();
-    assert_eq!(w.poll_fd(), None);
+    poller.close();
+    assert_eq!(poller.poll_fd(), None);
 }
 
 #[test]
@@ -323,9 +321,9 @@ fn a_stale_deadline_does_not_end_a_later_request_with_the_same_id() {
 }
 
 /// An inline watcher's turns until request `req` completes (at most 100).
-fn turn_until(w: &mut Watcher, req: ReqId) -> Option<Error> {
+fn turn_until(w: &mut Exchange, poller: &mut InlinePoller, req: ReqId) -> Option<Error> {
     for _ in 0..100 {
-        w.turn();
+        poller.turn();
         if let Some(c) = w.take().completions.iter().find(|c| c.req == req) {
             return c.error;
         }
@@ -337,29 +335,29 @@ fn turn_until(w: &mut Watcher, req: ReqId) -> Option<Error> {
 #[test]
 fn requests_that_beat_their_deadline_leave_no_timeout_behind() {
     // Issue 8c: a finished request's deadline must not wake the poller.
-    let mut w = Watcher::new(Options { inline: true, ..Options::default() }, || {}).unwrap();
+    let (mut w, mut poller) = InlinePoller::start(&Options::default()).unwrap();
     let (a, mut a_peer) = std::os::unix::net::UnixStream::pair().unwrap();
     let (b, mut b_peer) = std::os::unix::net::UnixStream::pair().unwrap();
     w.submit([Submission::AdoptStream { conn: 1, fd: a.into() }, Submission::AdoptStream { conn: 2, fd: b.into() }]);
     let soon = Some(Instant::now() + Duration::from_millis(50));
     b_peer.write_all(b"now").unwrap();
     w.submit([Submission::Read { req: 1, conn: 2, len: 64, full: false, deadline: soon }]);
-    assert_eq!(turn_until(&mut w, 1), None);
+    assert_eq!(turn_until(&mut w, &mut poller, 1), None);
     w.submit([Submission::Write { req: 2, conn: 2, data: b"queued".to_vec(), deadline: soon }]);
-    assert_eq!(turn_until(&mut w, 2), None);
-    w.write_now(3, 2, b"direct", soon);
-    assert_eq!(turn_until(&mut w, 3), None);
-    assert_eq!(w.timeout(), None, "only finished requests had deadlines");
+    assert_eq!(turn_until(&mut w, &mut poller, 2), None);
+    poller.write_now(3, 2, b"direct", soon);
+    assert_eq!(turn_until(&mut w, &mut poller, 3), None);
+    assert_eq!(poller.timeout(), None, "only finished requests had deadlines");
 
     // A far deadline still pending: the timeout is its, not a stale near one's.
     w.submit([Submission::Read { req: 4, conn: 1, len: 64, full: false, deadline: Some(Instant::now() + Duration::from_secs(60)) }]);
     b_peer.write_all(b"again").unwrap();
     w.submit([Submission::Read { req: 5, conn: 2, len: 64, full: false, deadline: soon }]);
-    assert_eq!(turn_until(&mut w, 5), None);
-    assert!(w.timeout().is_some_and(|t| t > Duration::from_secs(50)), "timeout {:?}", w.timeout());
+    assert_eq!(turn_until(&mut w, &mut poller, 5), None);
+    assert!(poller.timeout().is_some_and(|t| t > Duration::from_secs(50)), "timeout {:?}", poller.timeout());
     a_peer.write_all(b"late").unwrap();
-    assert_eq!(turn_until(&mut w, 4), None);
-    assert_eq!(w.timeout(), None);
+    assert_eq!(turn_until(&mut w, &mut poller, 4), None);
+    assert_eq!(poller.timeout(), None);
     let mut got = [0u8; 12];
     b_peer.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"queueddirect");
@@ -396,7 +394,7 @@ fn reads_are_served_whether_bytes_come_before_or_after_them() {
 /// deliver. A consumer that takes only when told to must still be told.
 #[test]
 fn a_consumer_that_takes_only_when_notified_is_told_when_a_starved_read_needs_a_take() {
-    let mut h = Harness::new(Options { swap_read_size: 8, arena_size: 8, ..Options::default() });
+    let mut h = Harness::new(Options { swap_read_size: 8, arena_size: 8 });
     let mut client = h.accept_one(1, 2);
     client.write_all(&[7u8; 24]).unwrap();
     std::thread::sleep(Duration::from_millis(50));
@@ -411,14 +409,14 @@ fn a_consumer_that_takes_only_when_notified_is_told_when_a_starved_read_needs_a_
 
 #[test]
 fn an_inline_turn_asks_for_the_take_that_a_starved_read_needs() {
-    let mut w = Watcher::new(Options { inline: true, swap_read_size: 8, arena_size: 8, ..Options::default() }, || {}).unwrap();
+    let (mut w, mut poller) = InlinePoller::start(&Options { swap_read_size: 8, arena_size: 8 }).unwrap();
     let (a, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
     w.submit([Submission::AdoptStream { conn: 1, fd: a.into() }]);
     peer.write_all(&[7u8; 24]).unwrap();
     w.submit([read(1, 1, 8), read(2, 1, 8), read(3, 1, 8)]);
     let mut got = 0;
     for _ in 0..100 {
-        if w.turn() {
+        if poller.turn() {
             got += w.take().completions.iter().map(|c| c.size).sum::<usize>();
         }
         if got == 24 {
@@ -433,7 +431,7 @@ fn an_inline_turn_asks_for_the_take_that_a_starved_read_needs() {
 fn sockets_waiting_for_swap_space_are_served_in_turn() {
     // Arenas of one read each: A has 100 reads queued ahead of B's one, and
     // bytes for all of them. B must not wait for A's hundred.
-    let mut w = Watcher::new(Options { inline: true, swap_read_size: 8, arena_size: 8, ..Options::default() }, || {}).unwrap();
+    let (mut w, mut poller) = InlinePoller::start(&Options { swap_read_size: 8, arena_size: 8 }).unwrap();
     let (a, mut a_peer) = std::os::unix::net::UnixStream::pair().unwrap();
     let (b, mut b_peer) = std::os::unix::net::UnixStream::pair().unwrap();
     w.submit([Submission::AdoptStream { conn: 1, fd: a.into() }, Submission::AdoptStream { conn: 2, fd: b.into() }]);
@@ -442,7 +440,7 @@ fn sockets_waiting_for_swap_space_are_served_in_turn() {
     w.submit((0..100).map(|req| read(req, 1, 8)).chain([read(100, 2, 8)]));
     let mut a_reads_before_b = 0;
     for _ in 0..300 {
-        w.turn();
+        poller.turn();
         for c in &w.take().completions {
             if c.req == 100 {
                 assert!(a_reads_before_b <= 4, "B waited for {a_reads_before_b} of A's reads");
