@@ -36,7 +36,7 @@ export interface NativeWatcher {
   /** Fresh record memory: [submission records, completion records], lengths in fields. */
   records(submitLen: number, takeLen: number): ArrayBuffer[]
   swapBuffers(): ArrayBuffer[]
-  /** Reads `count` records from the submission memory. True when completions are already waiting (inline mode). */
+  /** Reads `count` records from the submission memory. True when a take is wanted now (inline mode): completions wait, or a starved swap read needs a take. */
   submit(count: number, extras: unknown[]): boolean
   /** Writes the completions into the completion memory; returns how many, or -how many when it holds too few. */
   take(): number

@@ -119,7 +119,8 @@ impl Handle {
     }
 
     /// Inline, after a submit: advance now (writes go out during the call),
-    /// then set the timer for the next turn. True if completions are waiting.
+    /// then set the timer for the next turn. True if JS should take
+    /// (completions wait, or a starved read needs a take).
     fn advance(&self) -> bool {
         let Driver::Inline { poller, watch } = &self.driver else { return false };
         let mut poller = poller.borrow_mut();
@@ -237,7 +238,7 @@ fn swap_buffers(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
     Ok(list)
 }
 
-/// submit(count, extras) -> completions waiting (inline only): one crossing
+/// submit(count, extras) -> whether to take now (inline only): one crossing
 /// for a batch of requests whose records are in the submission memory.
 /// Inline, each is applied at once and a write goes out straight from the
 /// caller's buffer (no copy unless the socket cannot take it all); threaded,

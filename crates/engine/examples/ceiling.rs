@@ -2,7 +2,7 @@
 //! API, with no JavaScript in the loop. `benchmark/run.mjs` builds this in
 //! release mode, runs it, and reads the one JSON line it prints.
 //!
-//! In-process workloads put each side on its own [`Watcher`] (two poller
+//! In-process workloads put each side on its own [`PollerThread`] (two poller
 //! threads) and drive both from one thread, as the JS thread drives gaio's two
 //! watchers in the Node benchmark: three threads on however many cores.
 //!

@@ -143,8 +143,10 @@ pub struct Batch<'w> {
 }
 
 impl Batch<'_> {
-    /// The bytes a completed read got.
+    /// The bytes a completed read got. Panics if `completion` is not one of
+    /// this batch's: an older batch's regions may be refilled by now.
     pub fn bytes<'a>(&'a self, completion: &'a Completion) -> &'a [u8] {
+        assert!(self.completions.as_ptr_range().contains(&std::ptr::from_ref(completion)), "the completion is not one of this batch's");
         match &completion.data {
             // SAFETY: the region was published before this take and is not
             // refilled before the next one, which this borrow prevents.
@@ -160,8 +162,9 @@ impl Exchange {
         Exchange { shared, arenas }
     }
 
-    /// Queues requests and wakes the poller once for the lot. After close,
-    /// each request completes at once with [`Error::WatcherClosed`].
+    /// Queues requests and wakes a [`crate::PollerThread`] once for the lot
+    /// (an [`crate::InlinePoller`] sees them at its owner's next turn). After
+    /// close, each request completes at once with [`Error::WatcherClosed`].
     pub fn submit(&self, batch: impl IntoIterator<Item = Submission>) {
         self.shared.submit(batch);
     }

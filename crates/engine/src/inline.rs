@@ -23,6 +23,7 @@ impl InlinePoller {
     /// Makes a watcher whose turns the caller runs, on its own thread, with
     /// [`InlinePoller::turn`] when [`InlinePoller::poll_fd`] turns readable or
     /// [`InlinePoller::timeout`] passes.
+    #[must_use = "dropping the driver closes the watcher"]
     pub fn start(options: &Options) -> io::Result<(Exchange, InlinePoller)> {
         // Nobody to notify: the consumer learns what a turn did from its result.
         let (exchange, poller) = assemble(options, || {})?;

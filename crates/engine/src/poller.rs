@@ -50,7 +50,7 @@ pub(crate) struct Poller {
     /// Slots to pump this turn; `next_ready` is reused to avoid allocation.
     ready: Vec<usize>,
     next_ready: Vec<usize>,
-    /// Sockets whose swap reads wait for arena space, served first next turn.
+    /// Sockets whose swap reads wait for arena space: pumped first next turn.
     starved: Vec<usize>,
     /// Starved sockets that got space this turn: they queue behind the rest,
     /// so one busy socket cannot take every freed byte (round robin).
@@ -179,9 +179,7 @@ impl Poller {
                 Err(e) => self.done.push(Completion::failed(req, e.into())),
             }
         }
-        for slot in std::mem::take(&mut self.starved) {
-            self.schedule(slot);
-        }
+        self.put_starved_first();
         if self.accept_retry_at.is_some_and(|at| at <= Instant::now()) {
             self.retry_accepts();
         }
@@ -192,6 +190,28 @@ impl Poller {
         }
         self.publish(takes);
         true
+    }
+
+    /// Reorders this turn's sockets so that the starved come first, in their
+    /// order, ahead of those with fresh readiness or requests: a busy socket
+    /// gets a new edge every turn, and would otherwise take all the space
+    /// that a take freed, every time.
+    fn put_starved_first(&mut self) {
+        if self.starved.is_empty() {
+            return;
+        }
+        let fresh = std::mem::take(&mut self.ready);
+        for &slot in &fresh {
+            if let Some(Some(conn)) = self.conns.get_mut(slot) {
+                conn.queued = false;
+            }
+        }
+        for slot in std::mem::take(&mut self.starved) {
+            self.schedule(slot);
+        }
+        for slot in fresh {
+            self.schedule(slot);
+        }
     }
 
     /// Applies the queued submissions; false, leaving them for `shut_down`,
@@ -492,8 +512,18 @@ impl Poller {
             self.close_conn(conn, Error::WatcherClosed);
         }
         let mut state = self.shared.lock();
+        // Submitted after the last turn took the queue (from another thread): they end here too.
+        let late = std::mem::take(&mut state.submissions).into_iter().filter_map(|s| s.req());
+        self.done.extend(late.map(|req| Completion::failed(req, Error::WatcherClosed)));
         state.completions.append(&mut self.done);
         state.stopped = true;
+        state.starved = false;
+        state.wake_sent = false;
+        let notify = state.notify_once();
+        drop(state);
+        if notify {
+            (self.shared.notify)();
+        }
     }
 }
 

@@ -18,9 +18,11 @@ pub struct PollerThread {
 
 impl PollerThread {
     /// Starts a watcher whose poller runs on a new thread, pinned to `cpu`
-    /// if asked (Linux only; failing if pinning fails). `notify` runs on that
-    /// thread when the consumer has reason to take and has not been told
-    /// since its last take: at most once per take.
+    /// if asked (Linux only; failing if pinning fails). `notify` runs when
+    /// the consumer has reason to take and has not been told since its last
+    /// take (at most once per take): on that thread, or, once the watcher is
+    /// closed, on the thread whose submission completed at once.
+    #[must_use = "dropping the driver closes the watcher"]
     pub fn start(options: &Options, cpu: Option<usize>, notify: impl Fn() + Send + Sync + 'static) -> io::Result<(Exchange, PollerThread)> {
         let (exchange, poller) = assemble(options, notify)?;
         let shared = exchange.shared.clone();

@@ -29,7 +29,7 @@ impl Default for Options {
 }
 
 /// The exchange and the poller of a new watcher, for a driver to run.
-/// `notify` runs on the poller's thread when the consumer has reason to take.
+/// `notify` runs when the consumer has reason to take (see [`crate::PollerThread::start`]).
 pub(crate) fn assemble(options: &Options, notify: impl Fn() + Send + Sync + 'static) -> io::Result<(Exchange, Poller)> {
     if options.swap_read_size == 0 || options.arena_size < options.swap_read_size {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "need 0 < swap_read_size <= arena_size"));
