@@ -17,7 +17,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -415,16 +415,11 @@ fn listen(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
         Ok(address) => address,
         Err(e) => return env.int32(-error_code(e)),
     };
-    let bound = gaio_engine::listen(&address, backlog, reuse_port).map(|fd| {
-        let port = gaio_engine::local_port(fd.as_fd());
-        (fd, port)
-    });
-    match bound {
-        Ok((fd, port)) => {
+    match handle.exchange.borrow().listen(conn, &address, backlog, reuse_port) {
+        Ok(port) => {
             if !path.is_empty() {
                 handle.socket_files.borrow_mut().insert(conn, path.into());
             }
-            handle.exchange.borrow().submit([Submission::AdoptListener { conn, fd }]);
             env.int32(i32::from(port))
         }
         Err(e) => env.int32(-e.raw_os_error().unwrap_or(libc::EINVAL)),
@@ -436,12 +431,8 @@ fn listen(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
 fn adopt(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
     let conn = env.to_i32(args[0], "conn")? as u32;
     let fd = env.to_i32(args[1], "fd")?;
-    match gaio_engine::dup(fd) {
-        Ok(fd) => {
-            let raw = fd.as_raw_fd();
-            handle.exchange.borrow().submit([Submission::AdoptStream { conn, fd }]);
-            env.int32(raw)
-        }
+    match handle.exchange.borrow().adopt(conn, fd) {
+        Ok(raw) => env.int32(raw),
         Err(e) => env.int32(-e.raw_os_error().unwrap_or(libc::EINVAL)),
     }
 }

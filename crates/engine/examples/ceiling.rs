@@ -192,10 +192,8 @@ impl Server {
     /// Listens on 127.0.0.1 (a free port); returns the server and the port.
     fn start(side: &mut Side, proto: Proto) -> (Server, u16) {
         let addr = Address::Inet("127.0.0.1:0".parse().unwrap());
-        let fd = gaio_engine::listen(&addr, LISTEN_BACKLOG, false).expect("listen");
-        let port = gaio_engine::local_port(std::os::fd::AsFd::as_fd(&fd));
+        let port = side.exchange.listen(Self::LISTENER, &addr, LISTEN_BACKLOG, false).expect("listen");
         let mut server = Server { proto, next: Self::LISTENER + 1, http_matched: Vec::new(), kept: Vec::new(), counters: Arc::default() };
-        side.out.push(Submission::AdoptListener { conn: Self::LISTENER, fd });
         for _ in 0..ACCEPTS {
             server.accept(&mut side.out);
         }

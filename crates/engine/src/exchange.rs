@@ -8,6 +8,8 @@
 //! one larger batch. Each take may release swap space (see `arena.rs`), so a
 //! poller starved of it asks for a take even with nothing to deliver.
 
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -15,7 +17,8 @@ use mio::Waker;
 
 use crate::arena::ArenaMemory;
 use crate::armed::Armed;
-use crate::op::{Completion, Data, Error, Submission};
+use crate::op::{Address, Completion, ConnId, Data, Error, Submission};
+use crate::sys;
 
 /// What the poller and the consumer share.
 pub(crate) struct Shared {
@@ -167,6 +170,25 @@ impl Exchange {
     /// close, each request completes at once with [`Error::WatcherClosed`].
     pub fn submit(&self, batch: impl IntoIterator<Item = Submission>) {
         self.shared.submit(batch);
+    }
+
+    /// Listens at `address` as connection `conn`. Binding happens here, on
+    /// the caller's thread, so that the caller learns the port (0 for a Unix
+    /// socket) or the error at once; the poller then owns the socket.
+    pub fn listen(&self, conn: ConnId, address: &Address, backlog: u32, reuse_port: bool) -> io::Result<u16> {
+        let fd = sys::listen(address, backlog, reuse_port)?;
+        let port = sys::local_port(fd.as_fd());
+        self.submit([Submission::AdoptListener { conn, fd }]);
+        Ok(port)
+    }
+
+    /// Takes over a duplicate of the connected socket `fd` (which stays the
+    /// caller's) as connection `conn`; returns the duplicate's descriptor.
+    pub fn adopt(&self, conn: ConnId, fd: RawFd) -> io::Result<RawFd> {
+        let ours = sys::dup(fd)?;
+        let raw = ours.as_raw_fd();
+        self.submit([Submission::AdoptStream { conn, fd: ours }]);
+        Ok(raw)
     }
 
     /// Takes every completion published so far. Swap regions delivered by the

@@ -76,9 +76,7 @@ impl Harness {
 
     /// Listens on loopback as connection `id`; returns the address.
     fn listen(&self, id: ConnId) -> SocketAddr {
-        let fd = gaio_engine::listen(&Address::Inet("127.0.0.1:0".parse().unwrap()), 128, false).unwrap();
-        let port = gaio_engine::local_port(std::os::fd::AsFd::as_fd(&fd));
-        self.submit(Submission::AdoptListener { conn: id, fd });
+        let port = self.watcher.listen(id, &Address::Inet("127.0.0.1:0".parse().unwrap()), 128, false).unwrap();
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
@@ -270,9 +268,8 @@ fn the_poller_can_be_pinned_to_a_cpu() {
 #[test]
 fn an_inline_watcher_does_the_work_in_the_callers_turns() {
     let (mut w, mut poller) = InlinePoller::start(&Options::default()).unwrap();
-    let fd = gaio_engine::listen(&Address::Inet("127.0.0.1:0".parse().unwrap()), 16, false).unwrap();
-    let port = gaio_engine::local_port(std::os::fd::AsFd::as_fd(&fd));
-    w.submit([Submission::AdoptListener { conn: 1, fd }, Submission::Accept { req: 1, listener: 1, conn: 2 }]);
+    let port = w.listen(1, &Address::Inet("127.0.0.1:0".parse().unwrap()), 16, false).unwrap();
+    w.submit([Submission::Accept { req: 1, listener: 1, conn: 2 }]);
     let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
     client.write_all(b"inline").unwrap();
     let mut echoed = Vec::new();
