@@ -12,7 +12,8 @@
 //! records the facade writes into memory this side owns, plus an array of
 //! the write buffers and connect addresses they point at; completions leave
 //! as records written into memory this side owns, which the facade turns into
-//! result objects. The record layouts are mirrored in index.ts.
+//! result objects. The record layouts are defined once, in layout.rs, which the facade reads
+//! from the addon (lib/native.ts).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -32,7 +33,7 @@ mod layout;
 use layout::*;
 
 /// What a JS Watcher holds on the native side.
-struct Handle {
+struct NativeWatcher {
     exchange: RefCell<Exchange>,
     driver: Driver,
     /// Bytes of the read-full completions of the latest take, by index.
@@ -68,15 +69,15 @@ impl Records {
     }
 }
 
-impl Drop for Handle {
+impl Drop for NativeWatcher {
     fn drop(&mut self) {
         self.close();
     }
 }
 
-impl Handle {
-    fn new(exchange: Exchange, driver: Driver) -> Handle {
-        Handle {
+impl NativeWatcher {
+    fn new(exchange: Exchange, driver: Driver) -> NativeWatcher {
+        NativeWatcher {
             exchange: RefCell::new(exchange),
             driver,
             owned: RefCell::default(),
@@ -144,12 +145,12 @@ impl Handle {
 fn create_watcher(env: Env, args: &[Value]) -> Result<Value> {
     let options = Options { swap_read_size: env.to_u32(args[1], "bufferSize")? as usize, arena_size: env.to_u32(args[2], "swapSize")? as usize };
     let cpu = usize::try_from(env.to_i32(args[3], "cpu")?).ok();
-    let handle = match (env.to_bool(args[4], "inline")?, cpu) {
+    let watcher = match (env.to_bool(args[4], "inline")?, cpu) {
         (true, Some(_)) => return Err(start_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, "cpu pins the poller thread; an inline watcher has none"))),
-        (true, None) => inline_handle(env, args[0], options)?,
-        (false, cpu) => threaded_handle(env, args[0], options, cpu)?,
+        (true, None) => inline_watcher(env, args[0], options)?,
+        (false, cpu) => threaded_watcher(env, args[0], options, cpu)?,
     };
-    let methods: [(&str, Method<Handle>); 10] = [
+    let methods: [(&str, Method<NativeWatcher>); 10] = [
         ("records", records),
         ("swapBuffers", swap_buffers),
         ("submit", submit),
@@ -163,12 +164,12 @@ fn create_watcher(env: Env, args: &[Value]) -> Result<Value> {
     ];
     let object = env.object()?;
     for (name, f) in methods {
-        env.set_named(object, name, env.method(name, &handle, f)?)?;
+        env.set_named(object, name, env.method(name, &watcher, f)?)?;
     }
     Ok(object)
 }
 
-fn threaded_handle(env: Env, on_ready: Value, options: Options, cpu: Option<usize>) -> Result<Rc<Handle>> {
+fn threaded_watcher(env: Env, on_ready: Value, options: Options, cpu: Option<usize>) -> Result<Rc<NativeWatcher>> {
     let tsfn = env.threadsafe_function(on_ready, "gaio.onReady")?;
     // Nothing outstanding yet: a new watcher must not hold the process open.
     tsfn.set_ref(env, false)?;
@@ -185,33 +186,33 @@ fn threaded_handle(env: Env, on_ready: Value, options: Options, cpu: Option<usiz
         }
     };
     let (exchange, poller) = PollerThread::start(&options, cpu, notify).map_err(start_error)?;
-    Ok(Rc::new(Handle::new(exchange, Driver::Thread { poller: RefCell::new(poller), ready, panic_next })))
+    Ok(Rc::new(NativeWatcher::new(exchange, Driver::Thread { poller: RefCell::new(poller), ready, panic_next })))
 }
 
-fn inline_handle(env: Env, on_ready: Value, options: Options) -> Result<Rc<Handle>> {
+fn inline_watcher(env: Env, on_ready: Value, options: Options) -> Result<Rc<NativeWatcher>> {
     let (exchange, poller) = InlinePoller::start(&options).map_err(start_error)?;
     let fd = poller.poll_fd().expect("an open inline poller has a poll descriptor");
-    let handle = Rc::new(Handle::new(exchange, Driver::Inline { poller: RefCell::new(poller), watch: RefCell::new(None) }));
-    // Weak: the handle owns the watch, and the watch must not keep it alive.
-    let weak: Weak<Handle> = Rc::downgrade(&handle);
+    let watcher = Rc::new(NativeWatcher::new(exchange, Driver::Inline { poller: RefCell::new(poller), watch: RefCell::new(None) }));
+    // Weak: the watcher owns the watch, and the watch must not keep it alive.
+    let weak: Weak<NativeWatcher> = Rc::downgrade(&watcher);
     let on_wake = Box::new(move || {
-        let handle = weak.upgrade();
-        let Some(poller) = handle.as_deref().and_then(Handle::inline_poller) else { return Wake { call_js: false, timeout: None } };
+        let watcher = weak.upgrade();
+        let Some(poller) = watcher.as_deref().and_then(NativeWatcher::inline_poller) else { return Wake { call_js: false, timeout: None } };
         let mut poller = poller.borrow_mut();
         Wake { call_js: poller.turn(), timeout: poller.timeout() }
     });
     let watch = env.loop_watch(fd, on_ready, on_wake)?;
-    if let Driver::Inline { watch: slot, .. } = &handle.driver {
+    if let Driver::Inline { watch: slot, .. } = &watcher.driver {
         slot.replace(Some(watch));
     }
-    Ok(handle)
+    Ok(watcher)
 }
 
 /// records(submitLen, takeLen) -> [Int32 ArrayBuffer, Int32 ArrayBuffer]:
 /// fresh record memory of those lengths (in fields), replacing the old.
-fn records(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
+fn records(env: Env, watcher: &NativeWatcher, args: &[Value]) -> Result<Value> {
     let list = env.array(2)?;
-    for (i, (slot, what)) in [(&handle.submit_records, "submitLen"), (&handle.take_records, "takeLen")].into_iter().enumerate() {
+    for (i, (slot, what)) in [(&watcher.submit_records, "submitLen"), (&watcher.take_records, "takeLen")].into_iter().enumerate() {
         let len = env.to_u32(args[i], what)? as usize;
         let memory = Records::new(len);
         let data = memory.0.as_ptr() as *mut u8;
@@ -225,8 +226,8 @@ fn records(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
 }
 
 /// swapBuffers() -> [ArrayBuffer, ArrayBuffer] over the engine's swap arenas.
-fn swap_buffers(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
-    let exchange = handle.exchange.borrow();
+fn swap_buffers(env: Env, watcher: &NativeWatcher, _args: &[Value]) -> Result<Value> {
+    let exchange = watcher.exchange.borrow();
     let list = env.array(2)?;
     for (i, arena) in exchange.arenas().iter().enumerate() {
         // SAFETY: the Arc handed over keeps the memory alive as long as the
@@ -243,17 +244,17 @@ fn swap_buffers(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
 /// Inline, each is applied at once and a write goes out straight from the
 /// caller's buffer (no copy unless the socket cannot take it all); threaded,
 /// the batch is queued under one lock with one wake-up.
-fn submit(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
+fn submit(env: Env, watcher: &NativeWatcher, args: &[Value]) -> Result<Value> {
     let count = env.to_u32(args[0], "count")? as usize;
     let extras = args[1];
     // Checked for the whole call: reading elements of a non-array would throw in the middle.
     env.array_length(extras)?;
-    let records = handle.submit_records.borrow().clone();
+    let records = watcher.submit_records.borrow().clone();
     let fields = records
         .0
         .get(..count * SUBMIT_FIELDS)
         .ok_or_else(|| Error::Range("count exceeds the submission records".into()))?;
-    let inline = handle.inline_poller();
+    let inline = watcher.inline_poller();
     // Read the clock once per batch, and only for a batch with deadlines.
     let mut now = None;
     let mut batch = Vec::new();
@@ -269,21 +270,21 @@ fn submit(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
             }
         }
         // A record that cannot be read fails on its own: the rest of the batch goes ahead.
-        let submission = submission_of(env, handle, extras, [kind, arg, extra], req, conn, deadline)
+        let submission = submission_of(env, watcher, extras, [kind, arg, extra], req, conn, deadline)
             .unwrap_or_else(|error| Submission::Reject { req, error });
         match inline {
             Some(poller) => poller.borrow_mut().apply_now(submission),
             None => batch.push(submission),
         }
     }
-    handle.exchange.borrow().submit(batch);
-    env.boolean(handle.advance())
+    watcher.exchange.borrow().submit(batch);
+    env.boolean(watcher.advance())
 }
 
 /// The engine's form of one submission record.
 fn submission_of(
     env: Env,
-    handle: &Handle,
+    watcher: &NativeWatcher,
     extras: Value,
     [kind, arg, extra]: [i32; 3],
     req: u32,
@@ -305,7 +306,7 @@ fn submission_of(
         }
         KIND_CLOSE_WRITE => Submission::CloseWrite { req, conn },
         KIND_FREE => {
-            handle.forget_socket_file(conn);
+            watcher.forget_socket_file(conn);
             Submission::Free { conn }
         }
         _ => return Err(invalid),
@@ -323,13 +324,13 @@ fn parse_address(target: &str, port: i32) -> std::result::Result<Address, Engine
 
 /// take() -> count: the completions since the last take, as records in the
 /// completion memory; or -count, taking nothing, when the memory holds too few.
-fn take(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
-    let records = handle.take_records.borrow().clone();
+fn take(env: Env, watcher: &NativeWatcher, _args: &[Value]) -> Result<Value> {
+    let records = watcher.take_records.borrow().clone();
     let capacity = records.0.len() / TAKE_FIELDS;
-    let mut exchange = handle.exchange.borrow_mut();
+    let mut exchange = watcher.exchange.borrow_mut();
     if let Some(failure) = exchange.failure() {
         // Nothing will complete now: pending requests must not hold the process open.
-        handle.release_notifier();
+        watcher.release_notifier();
         return Err(Error::Code { code: "ERR_INTERNAL_PANIC".into(), message: format!("gaio poller failed: {failure}") });
     }
     let batch = match exchange.take_up_to(capacity) {
@@ -337,7 +338,7 @@ fn take(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
         // The facade grows its records and takes again: sized per batch, not per request outstanding.
         Err(needed) => return env.int32(-i32::try_from(needed).unwrap_or(i32::MAX)),
     };
-    let mut owned = handle.owned.borrow_mut();
+    let mut owned = watcher.owned.borrow_mut();
     owned.clear();
     let count = batch.completions.len();
     for (completion, out) in batch.completions.into_iter().zip(records.0.chunks_exact(TAKE_FIELDS)) {
@@ -360,10 +361,10 @@ fn take(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
 }
 
 /// copyOwned(index, target): the bytes of a read-full completion into the caller's buffer.
-fn copy_owned(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
+fn copy_owned(env: Env, watcher: &NativeWatcher, args: &[Value]) -> Result<Value> {
     let index = env.to_u32(args[0], "index")? as usize;
     let mut target = env.typed_array(args[1], "target")?;
-    let owned = handle.owned.borrow();
+    let owned = watcher.owned.borrow();
     let bytes = owned.get(index).ok_or_else(|| Error::Range("no such completion bytes".into()))?;
     let target = target.bytes_mut();
     let n = bytes.len().min(target.len());
@@ -372,9 +373,9 @@ fn copy_owned(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
 }
 
 /// keepAlive(on): whether pending requests hold the process open.
-fn keep_alive(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
+fn keep_alive(env: Env, watcher: &NativeWatcher, args: &[Value]) -> Result<Value> {
     let on = env.to_bool(args[0], "on")?;
-    match &handle.driver {
+    match &watcher.driver {
         Driver::Thread { ready, .. } => {
             let ready = ready.lock().unwrap_or_else(|e| e.into_inner());
             ready.as_ref().map_or(Ok(()), |tsfn| tsfn.set_ref(env, on))?;
@@ -389,21 +390,21 @@ fn keep_alive(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
 }
 
 /// _panicPoller(): the poller thread panics at its next notification (a test hook).
-fn panic_poller(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
-    if let Driver::Thread { panic_next, .. } = &handle.driver {
+fn panic_poller(env: Env, watcher: &NativeWatcher, _args: &[Value]) -> Result<Value> {
+    if let Driver::Thread { panic_next, .. } = &watcher.driver {
         panic_next.store(true, Ordering::Relaxed);
     }
     env.undefined()
 }
 
 /// close(): stops the poller; its last completions stay for one more take.
-fn close(env: Env, handle: &Handle, _args: &[Value]) -> Result<Value> {
-    handle.close();
+fn close(env: Env, watcher: &NativeWatcher, _args: &[Value]) -> Result<Value> {
+    watcher.close();
     env.undefined()
 }
 
 /// listen(conn, host, port, path, backlog, reusePort) -> port, or -errno.
-fn listen(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
+fn listen(env: Env, watcher: &NativeWatcher, args: &[Value]) -> Result<Value> {
     let conn = env.to_i32(args[0], "conn")? as u32;
     let host = env.to_string(args[1], "host")?;
     let port = env.to_i32(args[2], "port")?;
@@ -415,10 +416,10 @@ fn listen(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
         Ok(address) => address,
         Err(e) => return env.int32(-error_code(e)),
     };
-    match handle.exchange.borrow().listen(conn, &address, backlog, reuse_port) {
+    match watcher.exchange.borrow().listen(conn, &address, backlog, reuse_port) {
         Ok(port) => {
             if !path.is_empty() {
-                handle.socket_files.borrow_mut().insert(conn, path.into());
+                watcher.socket_files.borrow_mut().insert(conn, path.into());
             }
             env.int32(i32::from(port))
         }
@@ -428,10 +429,10 @@ fn listen(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
 
 /// adopt(conn, fd) -> the duplicate's descriptor, or -errno: takes a
 /// duplicate of a connected socket.
-fn adopt(env: Env, handle: &Handle, args: &[Value]) -> Result<Value> {
+fn adopt(env: Env, watcher: &NativeWatcher, args: &[Value]) -> Result<Value> {
     let conn = env.to_i32(args[0], "conn")? as u32;
     let fd = env.to_i32(args[1], "fd")?;
-    match handle.exchange.borrow().adopt(conn, fd) {
+    match watcher.exchange.borrow().adopt(conn, fd) {
         Ok(raw) => env.int32(raw),
         Err(e) => env.int32(-e.raw_os_error().unwrap_or(libc::EINVAL)),
     }

@@ -19,7 +19,8 @@ use crate::sys;
 /// How many queued writes go out in one vectored write.
 const MAX_IOVECS: usize = 64;
 
-pub(crate) enum Kind {
+/// What a connection slot holds: a stream, a listener, or a connect under way.
+pub(crate) enum Role {
     Stream,
     /// Boxed: what only listeners need stays out of every connection.
     Listener(Box<Listening>),
@@ -61,7 +62,7 @@ pub(crate) struct AcceptRequest {
 pub(crate) struct Conn {
     pub id: ConnId,
     pub fd: OwnedFd,
-    pub kind: Kind,
+    pub role: Role,
     pub readable: bool,
     pub writable: bool,
     /// The peer hung up or the socket has an error: reads never block again.
@@ -81,13 +82,13 @@ pub(crate) enum ReadProgress {
 }
 
 impl Conn {
-    pub fn new(id: ConnId, fd: OwnedFd, kind: Kind) -> Conn {
+    pub fn new(id: ConnId, fd: OwnedFd, role: Role) -> Conn {
         // A new stream is assumed ready both ways: a wrong guess costs one EAGAIN.
-        let ready = matches!(kind, Kind::Stream);
+        let ready = matches!(role, Role::Stream);
         Conn {
             id,
             fd,
-            kind,
+            role,
             readable: ready,
             writable: ready,
             hup: false,
@@ -152,16 +153,16 @@ impl Conn {
     pub fn fail_all(&mut self, error: Error, out: &mut Vec<Completion>, deadlines: &mut Deadlines) {
         out.extend(self.reads.drain(..).map(|r| r.finish(Some(error), Data::None, deadlines)));
         out.extend(self.writes.drain(..).map(|w| w.finish(Some(error), deadlines)));
-        match &mut self.kind {
-            Kind::Listener(listening) => out.extend(listening.accepts.drain(..).map(|a| Completion::failed(a.req, error))),
-            Kind::Connecting { req, deadline } => {
+        match &mut self.role {
+            Role::Listener(listening) => out.extend(listening.accepts.drain(..).map(|a| Completion::failed(a.req, error))),
+            Role::Connecting { req, deadline } => {
                 if let Some(key) = deadline.take() {
                     deadlines.remove(key);
                 }
                 out.push(Completion::failed(*req, error));
-                self.kind = Kind::Stream;
+                self.role = Role::Stream;
             }
-            Kind::Stream => {}
+            Role::Stream => {}
         }
     }
 

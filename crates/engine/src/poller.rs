@@ -19,7 +19,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::arena::SwapArenas;
-use crate::conn::{AcceptRequest, Conn, Kind, Listening, ReadProgress};
+use crate::conn::{AcceptRequest, Conn, Role, Listening, ReadProgress};
 use crate::deadline::{Deadlines, Key};
 use crate::exchange::Shared;
 use crate::op::{slot_of, Completion, ConnId, Data, Error, ReqId, Submission};
@@ -169,10 +169,10 @@ impl Poller {
         }
         for _ in 0..CONNECTS_PER_TURN.min(self.connects.len()) {
             let Some(Submission::Connect { req, conn, addr, deadline }) = self.connects.pop_front() else { unreachable!() };
-            match sys::connect(&addr).and_then(|fd| self.insert(conn, fd, Kind::Connecting { req, deadline: None })) {
+            match sys::connect(&addr).and_then(|fd| self.insert(conn, fd, Role::Connecting { req, deadline: None })) {
                 // The deadline only for a connect under way: a failed start has nothing to expire.
                 Ok(()) => {
-                    if let (Some(at), Some(Conn { kind: Kind::Connecting { deadline: key, .. }, .. })) = (deadline, conn_mut(&mut self.conns, conn)) {
+                    if let (Some(at), Some(Conn { role: Role::Connecting { deadline: key, .. }, .. })) = (deadline, conn_mut(&mut self.conns, conn)) {
                         *key = Some(self.deadlines.add(at, conn));
                     }
                 }
@@ -292,8 +292,8 @@ impl Poller {
                 self.queue_on_stream(req, conn, |stream, deadlines| stream.push_write(req, data, deadline, deadlines))
             }
             Submission::CloseWrite { req, conn } => self.queue_on_stream(req, conn, |stream, _| stream.push_close_write(req)),
-            Submission::Accept { req, listener, conn } => match conn_mut(&mut self.conns, listener).map(|l| &mut l.kind) {
-                Some(Kind::Listener(listening)) => {
+            Submission::Accept { req, listener, conn } => match conn_mut(&mut self.conns, listener).map(|l| &mut l.role) {
+                Some(Role::Listener(listening)) => {
                     listening.accepts.push_back(AcceptRequest { req, conn });
                     self.schedule(slot_of(listener));
                 }
@@ -304,18 +304,18 @@ impl Poller {
             Submission::AdoptStream { conn, fd } => {
                 // No request to report to: a failure leaves the id unknown, so
                 // every later request on it completes with ConnClosed.
-                let _ = sys::prepare_stream(fd.as_fd()).and_then(|()| self.insert(conn, fd, Kind::Stream));
+                let _ = sys::prepare_stream(fd.as_fd()).and_then(|()| self.insert(conn, fd, Role::Stream));
             }
             Submission::AdoptListener { conn, fd } => {
                 let listening = Listening { accepts: VecDeque::new(), backoff: Duration::ZERO };
-                let _ = self.insert(conn, fd, Kind::Listener(Box::new(listening)));
+                let _ = self.insert(conn, fd, Role::Listener(Box::new(listening)));
             }
             Submission::Free { conn } => self.free(conn, Error::ConnClosed),
             Submission::Reject { req, error } => self.done.push(Completion::failed(req, error)),
         }
     }
 
-    fn insert(&mut self, id: ConnId, fd: OwnedFd, kind: Kind) -> std::io::Result<()> {
+    fn insert(&mut self, id: ConnId, fd: OwnedFd, role: Role) -> std::io::Result<()> {
         let slot = slot_of(id);
         self.poll.registry().register(
             &mut SourceFd(&fd.as_raw_fd()),
@@ -329,7 +329,7 @@ impl Poller {
             // The submitter reused a slot it never freed: close the old socket properly.
             self.close_conn(old, Error::ConnClosed);
         }
-        self.conns[slot] = Some(Conn::new(id, fd, kind));
+        self.conns[slot] = Some(Conn::new(id, fd, role));
         self.shared.armed.disarm(slot);
         self.schedule(slot);
         Ok(())
@@ -363,8 +363,8 @@ impl Poller {
         for &slot in &ready {
             let Some(Some(conn)) = self.conns.get_mut(slot) else { continue };
             conn.queued = false;
-            match conn.kind {
-                Kind::Stream => {
+            match conn.role {
+                Role::Stream => {
                     conn.pump_writes(&mut self.done, &mut self.deadlines);
                     let done_before = self.done.len();
                     let progress = conn.pump_reads(&mut self.arenas, takes, self.swap_max, &mut self.done, &mut self.deadlines);
@@ -376,9 +376,9 @@ impl Poller {
                         self.shared.armed.arm(conn.id);
                     }
                 }
-                Kind::Listener(_) => self.pump_accepts(slot),
-                Kind::Connecting { req, deadline } if conn.writable || conn.hup => self.finish_connect(slot, req, deadline),
-                Kind::Connecting { .. } => {}
+                Role::Listener(_) => self.pump_accepts(slot),
+                Role::Connecting { req, deadline } if conn.writable || conn.hup => self.finish_connect(slot, req, deadline),
+                Role::Connecting { .. } => {}
             }
         }
         ready.clear();
@@ -389,7 +389,7 @@ impl Poller {
     fn pump_accepts(&mut self, slot: usize) {
         let mut accepted = Vec::new();
         let Some(Some(listener)) = self.conns.get_mut(slot) else { return };
-        let Kind::Listener(listening) = &mut listener.kind else { return };
+        let Role::Listener(listening) = &mut listener.role else { return };
         while listener.readable && !listening.accepts.is_empty() {
             match sys::accept(listener.fd.as_fd()) {
                 Ok(fd) => {
@@ -422,7 +422,7 @@ impl Poller {
             }
         }
         for (request, fd) in accepted {
-            let outcome = self.insert(request.conn, fd, Kind::Stream);
+            let outcome = self.insert(request.conn, fd, Role::Stream);
             self.done.push(match outcome {
                 Ok(()) => Completion { req: request.req, size: 0, error: None, data: self.socket_of(request.conn) },
                 Err(e) => Completion::failed(request.req, e.into()),
@@ -437,7 +437,7 @@ impl Poller {
         let conn = self.conns[slot].as_mut().expect("pumped slots hold a connection");
         match sys::take_socket_error(conn.fd.as_fd()) {
             Ok(None) => {
-                conn.kind = Kind::Stream;
+                conn.role = Role::Stream;
                 let socket = Data::Socket(conn.fd.as_raw_fd());
                 self.done.push(Completion { req, size: 0, error: None, data: socket });
             }
@@ -448,7 +448,7 @@ impl Poller {
     /// Closes a connect's socket and fails its request.
     fn abandon_connect(&mut self, slot: usize, req: u32, error: Error) {
         let mut conn = self.conns[slot].take().expect("a connecting slot holds a connection");
-        conn.kind = Kind::Stream;
+        conn.role = Role::Stream;
         let _ = self.poll.registry().deregister(&mut SourceFd(&conn.fd.as_raw_fd()));
         self.done.push(Completion::failed(req, error));
     }
@@ -464,7 +464,7 @@ impl Poller {
     /// requests that finished first took theirs out.
     fn expire(&mut self, now: Instant) {
         while let Some((conn, key)) = self.deadlines.pop_due(now) {
-            if let Some(Conn { kind: Kind::Connecting { req, deadline: Some(due) }, .. }) = conn_mut(&mut self.conns, conn) {
+            if let Some(Conn { role: Role::Connecting { req, deadline: Some(due) }, .. }) = conn_mut(&mut self.conns, conn) {
                 if *due == key {
                     let req = *req;
                     self.abandon_connect(slot_of(conn), req, Error::Deadline);
@@ -534,8 +534,8 @@ fn conn_mut(conns: &mut [Option<Conn>], id: ConnId) -> Option<&mut Conn> {
 
 fn stream_mut(conns: &mut [Option<Conn>], id: ConnId) -> Result<&mut Conn, Error> {
     let conn = conn_mut(conns, id).ok_or(Error::ConnClosed)?;
-    match conn.kind {
-        Kind::Stream => Ok(conn),
+    match conn.role {
+        Role::Stream => Ok(conn),
         _ => Err(Error::WrongKind),
     }
 }
