@@ -175,7 +175,7 @@ test('a poller thread that panics fails the waiting waitIO() with ERR_INTERNAL_P
       const [accepted] = await w.waitIO()
       w.accept('held', ln)
       w.read('pending', accepted.conn)
-      w.handle._panicPoller()
+      w.nativeWatcher._panicPoller()
       client.end('x') // the read completes, and the poller panics telling JS so
       const outcomes = []
       while (outcomes.length < 3 && outcomes.at(-1) !== 'ERR_INTERNAL_PANIC') {

@@ -16,9 +16,9 @@ import { OpType, type ConnectOptions, type ConnLike, type Deadline, type ListenO
 // waiting keeps the watcher alive even if nothing else refers to it.
 const waiting = new Set<object>()
 
-const closeForgottenWatcher = new FinalizationRegistry<{ handle: NativeWatcher; scope: WatcherScope }>(({ handle, scope }) => {
+const closeForgottenWatcher = new FinalizationRegistry<{ nativeWatcher: NativeWatcher; scope: WatcherScope }>(({ nativeWatcher, scope }) => {
   scope.closed = true
-  handle.close()
+  nativeWatcher.close()
 })
 
 /**
@@ -97,7 +97,7 @@ function pathOf(path: unknown, what: string): string {
  * for await (const results of w) for (const res of results) console.log(res.context, res.error)
  */
 export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Context>[]> {
-  private readonly handle: NativeWatcher
+  private readonly nativeWatcher: NativeWatcher
   private readonly mode: 'thread' | 'inline'
   private readonly bufferSize: number
   private readonly silentWrites: boolean
@@ -142,14 +142,14 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     this.bufferSize = bufferSize
     this.silentWrites = booleanOf(given.silentWrites ?? false, 'options.silentWrites')
     try {
-      this.handle = native.createWatcher(Watcher.readyCallback(new WeakRef(this as Watcher<unknown>)), bufferSize, swapSize, cpu, mode === 'inline')
+      this.nativeWatcher = native.createWatcher(Watcher.readyCallback(new WeakRef(this as Watcher<unknown>)), bufferSize, swapSize, cpu, mode === 'inline')
     } catch (e) {
       if (cpu >= 0 && (e as GaioError).code === 'ERR_WATCHER_START') throw outOfRange('options.cpu', `a CPU this process may run on (${(e as Error).message})`, cpu)
       throw e
     }
-    this.swap = this.handle.swapBuffers().map((b) => new Uint8Array(b))
+    this.swap = this.nativeWatcher.swapBuffers().map((b) => new Uint8Array(b))
     this.resizeRecords(64 * SUBMIT_FIELDS, 64 * TAKE_FIELDS)
-    closeForgottenWatcher.register(this, { handle: this.handle, scope: this.scope }, this)
+    closeForgottenWatcher.register(this, { nativeWatcher: this.nativeWatcher, scope: this.scope }, this)
     this.forgottenConns = new FinalizationRegistry((id) => this.release(id))
   }
 
@@ -191,7 +191,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     }
     this.flush()
     const id = this.ids.allocate()
-    const bound = this.handle.listen(id, host, port, path, backlog, reusePort)
+    const bound = this.nativeWatcher.listen(id, host, port, path, backlog, reusePort)
     if (bound < 0) {
       this.ids.release(id)
       throw errorFromCode(-bound, path ? { syscall: 'listen', path } : { syscall: 'listen', address: host, port })
@@ -437,7 +437,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     }
     this.lookups.clear()
     this.scope.closed = true
-    this.handle.close()
+    this.nativeWatcher.close()
     closeForgottenWatcher.unregister(this)
     // collect() takes this.local itself (and replaces it): keep what it returns.
     this.local = this.collect()
@@ -521,7 +521,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     }
     this.flush()
     const state = this.newConn()
-    const adopted = this.handle.adopt(state.id, fd)
+    const adopted = this.nativeWatcher.adopt(state.id, fd)
     if (adopted < 0) {
       this.ids.release(state.id)
       throw errorFromCode(-adopted, { syscall: 'dup' })
@@ -631,8 +631,8 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     const before = this.outstanding
     this.outstanding += delta
     if (this.scope.closed) return
-    if (before === 0 && this.outstanding > 0) this.handle.keepAlive(true)
-    else if (before > 0 && this.outstanding === 0) this.handle.keepAlive(false)
+    if (before === 0 && this.outstanding > 0) this.nativeWatcher.keepAlive(true)
+    else if (before > 0 && this.outstanding === 0) this.nativeWatcher.keepAlive(false)
   }
 
   private scheduleFlush(): void {
@@ -706,7 +706,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
       if (kind === Kind.Free) requests.release(slot)
     }
     // Inline, the writes went out during the call and completions may be waiting already.
-    if (this.handle.submit(count, extras)) this.onReady()
+    if (this.nativeWatcher.submit(count, extras)) this.onReady()
   }
 
   /** The part of a write the engine gets next: what is not sent yet, at most a chunk. */
@@ -728,7 +728,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   }
 
   private resizeRecords(submitLen: number, takeLen: number): void {
-    const [submit, take] = this.handle.records(submitLen, takeLen)
+    const [submit, take] = this.nativeWatcher.records(submitLen, takeLen)
     this.submitRecords = new Int32Array(submit!)
     this.takeRecords = new Int32Array(take!)
   }
@@ -786,7 +786,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     let count: number
     try {
       // More completions than the records hold: grow them to fit, and take again (more may have come).
-      while ((count = this.handle.take()) < 0) this.resizeRecords(this.submitRecords.length, -2 * count * TAKE_FIELDS)
+      while ((count = this.nativeWatcher.take()) < 0) this.resizeRecords(this.submitRecords.length, -2 * count * TAKE_FIELDS)
     } catch (e) {
       // The poller died and its sockets with it: no descriptor of ours may be used again.
       this.scope.failed = true
@@ -847,7 +847,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     if (buffer.byteLength < size) {
       return this.finish(slot, 0, new GaioError('ERR_BUFFER_DETACHED', 'the buffer was detached before the read completed'))
     }
-    if (where === Where.Owned) this.handle.copyOwned(offset, buffer)
+    if (where === Where.Owned) this.nativeWatcher.copyOwned(offset, buffer)
     else buffer.set(this.swap[where]!.subarray(offset, offset + size))
     return this.finish(slot, size, error)
   }

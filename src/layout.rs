@@ -43,7 +43,7 @@ pub fn error_code(error: EngineError) -> i32 {
         EngineError::Deadline => DEADLINE,
         EngineError::ConnClosed => CONN_CLOSED,
         EngineError::WatcherClosed => WATCHER_CLOSED,
-        EngineError::WrongKind => INVALID_OP,
+        EngineError::WrongRole => INVALID_OP,
         EngineError::EmptyBuffer => EMPTY_BUFFER,
     }
 }

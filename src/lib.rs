@@ -1,5 +1,5 @@
 //! The addon: glue between the engine (crates/engine) and the TypeScript
-//! facade (index.ts), over the project's own Node-API layer (crates/node-api).
+//! facade (lib/), over the project's own Node-API layer (crates/node-api).
 //!
 //! Every function here runs on the JS thread. A watcher is driven one of two
 //! ways: by a poller thread of its own, which tells JS a batch is waiting
@@ -333,7 +333,7 @@ fn take(env: Env, watcher: &NativeWatcher, _args: &[Value]) -> Result<Value> {
         watcher.release_notifier();
         return Err(Error::Code { code: "ERR_INTERNAL_PANIC".into(), message: format!("gaio poller failed: {failure}") });
     }
-    let batch = match exchange.take_up_to(capacity) {
+    let mut batch = match exchange.take_up_to(capacity) {
         Ok(batch) => batch,
         // The facade grows its records and takes again: sized per batch, not per request outstanding.
         Err(needed) => return env.int32(-i32::try_from(needed).unwrap_or(i32::MAX)),
@@ -341,7 +341,7 @@ fn take(env: Env, watcher: &NativeWatcher, _args: &[Value]) -> Result<Value> {
     let mut owned = watcher.owned.borrow_mut();
     owned.clear();
     let count = batch.completions.len();
-    for (completion, out) in batch.completions.into_iter().zip(records.0.chunks_exact(TAKE_FIELDS)) {
+    for (completion, out) in batch.completions.drain(..).zip(records.0.chunks_exact(TAKE_FIELDS)) {
         let Completion { req, size, error, data } = completion;
         let (place, offset) = match data {
             Data::None => (WHERE_NONE, 0),
@@ -431,7 +431,7 @@ fn listen(env: Env, watcher: &NativeWatcher, args: &[Value]) -> Result<Value> {
 /// duplicate of a connected socket.
 fn adopt(env: Env, watcher: &NativeWatcher, args: &[Value]) -> Result<Value> {
     let conn = env.to_i32(args[0], "conn")? as u32;
-    let fd = env.to_i32(args[1], "fd")?;
+    let fd = descriptor(env, args[1])?;
     match watcher.exchange.borrow().adopt(conn, fd) {
         Ok(raw) => env.int32(raw),
         Err(e) => env.int32(-e.raw_os_error().unwrap_or(libc::EINVAL)),
@@ -484,13 +484,14 @@ fn set_keep_alive(env: Env, args: &[Value]) -> Result<Value> {
     errno_result(env, gaio_engine::set_keepalive(fd, env.to_bool(args[1], "on")?, env.to_u32(args[2], "idleSeconds")?))
 }
 
-/// A connection's descriptor, as the facade passes it.
+/// A descriptor as the facade passes it: an open connection's (see above),
+/// or, to `adopt`, a connected net.Socket's, whose handle is open during the call.
 fn descriptor(env: Env, value: Value) -> Result<BorrowedFd<'static>> {
     let fd = env.to_i32(value, "fd")?;
     if fd < 0 {
         return Err(Error::Range("fd must not be negative".into()));
     }
-    // SAFETY: not -1 (checked), and open for the call (the facade's contract above).
+    // SAFETY: not -1 (checked), and open for the call (the facade's contract, above).
     Ok(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 

@@ -9,7 +9,7 @@
 //! poller starved of it asks for a take even with nothing to deliver.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -136,6 +136,9 @@ impl Shared {
 pub struct Exchange {
     pub(crate) shared: Arc<Shared>,
     arenas: [Arc<ArenaMemory>; 2],
+    /// The last batch's vector, emptied: the next take leaves it for the
+    /// poller to fill, so a steady stream of takes allocates nothing.
+    spare: Vec<Completion>,
 }
 
 /// The completions of one take. While it lives no other take can happen, so
@@ -143,6 +146,14 @@ pub struct Exchange {
 pub struct Batch<'w> {
     pub completions: Vec<Completion>,
     arenas: &'w [Arc<ArenaMemory>; 2],
+    spare: &'w mut Vec<Completion>,
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.completions.clear();
+        std::mem::swap(self.spare, &mut self.completions);
+    }
 }
 
 impl Batch<'_> {
@@ -162,7 +173,7 @@ impl Batch<'_> {
 
 impl Exchange {
     pub(crate) fn new(shared: Arc<Shared>, arenas: [Arc<ArenaMemory>; 2]) -> Exchange {
-        Exchange { shared, arenas }
+        Exchange { shared, arenas, spare: Vec::new() }
     }
 
     /// Queues requests and wakes a [`crate::PollerThread`] once for the lot
@@ -174,8 +185,11 @@ impl Exchange {
 
     /// Listens at `address` as connection `conn`. Binding happens here, on
     /// the caller's thread, so that the caller learns the port (0 for a Unix
-    /// socket) or the error at once; the poller then owns the socket.
+    /// socket) or the error at once; the poller then owns the socket (a Unix
+    /// socket's file stays the caller's to remove). The socket is submitted
+    /// at once, ahead of anything the caller has not submitted yet.
     pub fn listen(&self, conn: ConnId, address: &Address, backlog: u32, reuse_port: bool) -> io::Result<u16> {
+        self.check_running()?;
         let fd = sys::listen(address, backlog, reuse_port)?;
         let port = sys::local_port(fd.as_fd());
         self.submit([Submission::AdoptListener { conn, fd }]);
@@ -183,12 +197,23 @@ impl Exchange {
     }
 
     /// Takes over a duplicate of the connected socket `fd` (which stays the
-    /// caller's) as connection `conn`; returns the duplicate's descriptor.
-    pub fn adopt(&self, conn: ConnId, fd: RawFd) -> io::Result<RawFd> {
-        let ours = sys::dup(fd)?;
+    /// caller's) as connection `conn`; returns the duplicate's descriptor,
+    /// which is the connection's for as long as `conn` is open.
+    pub fn adopt(&self, conn: ConnId, fd: BorrowedFd<'_>) -> io::Result<RawFd> {
+        self.check_running()?;
+        let ours = fd.try_clone_to_owned()?;
         let raw = ours.as_raw_fd();
         self.submit([Submission::AdoptStream { conn, fd: ours }]);
         Ok(raw)
+    }
+
+    /// Refuses new sockets once the poller has stopped: one would be closed
+    /// unseen, its descriptor number (or Unix socket file) left to the caller.
+    fn check_running(&self) -> io::Result<()> {
+        if self.shared.lock().stopped {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "the watcher is closed"));
+        }
+        Ok(())
     }
 
     /// Takes every completion published so far. Swap regions delivered by the
@@ -206,7 +231,7 @@ impl Exchange {
         if state.completions.len() > max {
             return Err(state.completions.len());
         }
-        let completions = std::mem::take(&mut state.completions);
+        let completions = std::mem::replace(&mut state.completions, std::mem::take(&mut self.spare));
         state.notified = false;
         self.shared.takes.fetch_add(1, Ordering::Release);
         let wake = std::mem::take(&mut state.starved);
@@ -214,7 +239,7 @@ impl Exchange {
         if wake {
             self.shared.wake();
         }
-        Ok(Batch { completions, arenas: &self.arenas })
+        Ok(Batch { completions, arenas: &self.arenas, spare: &mut self.spare })
     }
 
     /// The swap arenas, for handing to a consumer that reads them in place.

@@ -26,7 +26,7 @@ mod watcher;
 
 pub use arena::ArenaMemory;
 pub use op::{slot_of, Address, Completion, ConnId, Data, Error, ReqId, Submission, SLOT_BITS};
-pub use sys::{send, set_keepalive, set_nodelay, shutdown_write, socket_addresses};
+pub use sys::{send, set_keepalive, set_nodelay, socket_addresses};
 pub use exchange::{Batch, Exchange};
 pub use inline::InlinePoller;
 pub use thread::PollerThread;

@@ -70,7 +70,7 @@ pub enum Submission {
     CloseWrite { req: ReqId, conn: ConnId },
     /// Take over a connected stream socket.
     AdoptStream { conn: ConnId, fd: OwnedFd },
-    /// Take over a listening socket.
+    /// Take over a listening socket ([`crate::Exchange::listen`] makes one and submits this).
     AdoptListener { conn: ConnId, fd: OwnedFd },
     /// Close a connection or listener now; what was pending on it completes
     /// with [`Error::ConnClosed`].
@@ -92,8 +92,8 @@ pub enum Error {
     ConnClosed,
     /// The watcher was closed.
     WatcherClosed,
-    /// The request does not apply to this kind of connection (a read on a listener, say).
-    WrongKind,
+    /// The request does not apply to the connection's role (a read on a listener, say).
+    WrongRole,
     /// A read or write of zero bytes.
     EmptyBuffer,
     /// An errno from the operating system.

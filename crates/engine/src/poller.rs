@@ -297,7 +297,7 @@ impl Poller {
                     listening.accepts.push_back(AcceptRequest { req, conn });
                     self.schedule(slot_of(listener));
                 }
-                Some(_) => self.done.push(Completion::failed(req, Error::WrongKind)),
+                Some(_) => self.done.push(Completion::failed(req, Error::WrongRole)),
                 None => self.done.push(Completion::failed(req, Error::ConnClosed)),
             },
             connect @ Submission::Connect { .. } => self.connects.push_back(connect),
@@ -536,7 +536,7 @@ fn stream_mut(conns: &mut [Option<Conn>], id: ConnId) -> Result<&mut Conn, Error
     let conn = conn_mut(conns, id).ok_or(Error::ConnClosed)?;
     match conn.role {
         Role::Stream => Ok(conn),
-        _ => Err(Error::WrongKind),
+        _ => Err(Error::WrongRole),
     }
 }
 

@@ -189,6 +189,37 @@ fn close_completes_everything_and_later_submissions_fail_at_once() {
 }
 
 #[test]
+fn a_closed_watcher_makes_no_listener_and_adopts_no_socket() {
+    let (exchange, mut poller) = PollerThread::start(&Options::default(), None, || {}).unwrap();
+    poller.close();
+    let path = std::env::temp_dir().join(format!("gaio-engine-closed-{}.sock", std::process::id()));
+    let refused = exchange.listen(1, &Address::Unix(path.clone()), 16, false).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::NotConnected);
+    assert!(!path.exists(), "no socket file is left behind");
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let refused = exchange.adopt(2, std::os::fd::AsFd::as_fd(&a)).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::NotConnected);
+}
+
+#[test]
+fn takes_reuse_the_vectors_of_earlier_batches() {
+    let (mut w, mut poller) = InlinePoller::start(&Options::default()).unwrap();
+    // Reads on no connection complete in the next turn; the vectors' capacities tell them apart.
+    let mut take_after = |reads: u32| {
+        w.submit((0..reads).map(|req| read(req, 99, 64)));
+        poller.advance();
+        let batch = w.take();
+        assert_eq!(batch.completions.len(), reads as usize);
+        batch.completions.capacity()
+    };
+    assert!(take_after(32) >= 32);
+    take_after(1);
+    // Two vectors take turns, one with the consumer and one with the poller:
+    // the third take gets the first one back, room for 32 and all.
+    assert!(take_after(1) >= 32, "a fresh vector for every take");
+}
+
+#[test]
 fn connect_reports_refusal_and_success() {
     let mut h = Harness::new(Options::default());
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

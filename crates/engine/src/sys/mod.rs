@@ -19,6 +19,6 @@ use bsd as os;
 
 pub use os::{accept, pin_current_thread, send_vectored};
 pub use unix::{
-    connect, dup, interface_index, listen, local_port, prepare_stream, recv, send, set_keepalive, set_nodelay,
+    connect, interface_index, listen, local_port, prepare_stream, recv, send, set_keepalive, set_nodelay,
     shutdown_write, socket_addresses, take_socket_error,
 };

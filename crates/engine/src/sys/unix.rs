@@ -133,13 +133,6 @@ pub fn interface_index(name: &str) -> io::Result<u32> {
 }
 
 /// A close-on-exec duplicate of a descriptor owned by someone else (a net.Socket being delegated).
-pub fn dup(fd: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC creates a new descriptor or fails; `fd` is only read.
-    let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })?;
-    // SAFETY: the duplicate is new and owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
-}
-
 fn new_socket(domain: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: plain socket creation; the result is checked.
     let fd = cvt(unsafe { libc::socket(domain, libc::SOCK_STREAM, 0) })?;
