@@ -246,6 +246,11 @@ interface Side {
   received: number
   /** A read into a detached buffer consumed bytes nobody saw: stop checking content. */
   desync: boolean
+  /**
+   * Bytes read while the peer's next write is pending with a detached buffer: it sends all of
+   * them or none, so which write they belong to is known only once it completes (then checked).
+   */
+  held: { bytes: Uint8Array; where: string }[]
   eof: boolean
   broken: boolean
 }
@@ -313,7 +318,7 @@ class Episode {
   }
 
   private newSide(name: string, wm: Wm, conn: ConnLike, peer: Side | null): Side {
-    const side: Side = { name, wm, conn, forgotten: null, peer, freed: false, writes: [], reads: [], cursor: { write: 0, offset: 0 }, received: 0, desync: false, eof: false, broken: false }
+    const side: Side = { name, wm, conn, forgotten: null, peer, freed: false, writes: [], reads: [], cursor: { write: 0, offset: 0 }, received: 0, desync: false, held: [], eof: false, broken: false }
     wm.sides.push(side)
     return side
   }
@@ -830,6 +835,7 @@ class Episode {
       if (code === 'ERR_BUFFER_DETACHED' && res.size !== 0) this.problem(`${where}: a detached write wrote bytes`)
       if (op.seen > res.size) this.problem(`${where}: the peer already read ${op.seen} bytes of it`)
       this.checkOrder(side.writes, op, where)
+      if (side.peer) this.release(side.peer)
       return
     }
     // Reads.
@@ -887,6 +893,10 @@ class Episode {
     while (at < bytes.length) {
       const write = peer.writes[cur.write]
       if (!write) return this.problem(`${where}: ${bytes.length - at} bytes more than ${peer.name} wrote`)
+      if (!write.result && write.detached && cur.offset === 0) {
+        side.held.push({ bytes: bytes.slice(at), where })
+        break
+      }
       const limit = write.result ? write.result.size : write.tx!.length
       if (cur.offset >= limit) {
         // Past a write still pending: across watchers the reader can hear of bytes before the
@@ -904,7 +914,14 @@ class Episode {
       write.seen = cur.offset
       at += n
     }
-    side.received += bytes.length
+    side.received += at
+  }
+
+  /** Checks the bytes `side` held back, now that a write of its peer completed. */
+  private release(side: Side) {
+    const held = side.held
+    side.held = []
+    for (const { bytes, where } of held) this.receive(side, bytes, where)
   }
 
   // ---- driving ----
