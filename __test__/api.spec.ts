@@ -7,7 +7,7 @@ import { lookup } from 'node:dns/promises'
 import { createServer, connect as netConnect, type Socket } from 'node:net'
 import { inspect } from 'node:util'
 import { Conn, GaioError, Listener, OpType, Watcher, type OpResult } from '../index'
-import { collectUntil, gaioPair, netServer, receiveUntilEnd, scaled, within } from './helpers'
+import { collectUntil, gaioPair, netServer, receiveUntilEnd, REFUSED_PORT, scaled, within } from './helpers'
 
 const modes = ['thread', 'inline'] as const
 
@@ -195,16 +195,14 @@ for (const mode of modes) {
 test('errors say where, as Node says it: syscall, address and port, or path', async (t) => {
   const w = new Watcher()
   t.teardown(() => w.close())
-  const probe = await netServer()
-  await probe.close()
-  w.connect('refused', { host: '127.0.0.1', port: probe.port })
+  w.connect('refused', { host: '127.0.0.1', port: REFUSED_PORT })
   const [res] = await collectUntil(w, (rs) => rs.length > 0, 5000, 'refused')
   const e = res!.error!
   t.is(e.code, 'ECONNREFUSED')
   t.is(e.syscall, 'connect')
   t.is(e.address, '127.0.0.1')
-  t.is(e.port, probe.port)
-  t.is(e.message, `connect ECONNREFUSED 127.0.0.1:${probe.port}`)
+  t.is(e.port, REFUSED_PORT)
+  t.is(e.message, `connect ECONNREFUSED 127.0.0.1:${REFUSED_PORT}`)
   t.is(typeof e.errno, 'number')
 
   w.connect('no socket', { path: '/nonexistent-dir/gaio.sock' })

@@ -870,13 +870,14 @@ test('close: reads, writes and every other request after close complete with ERR
 // ---- collection of forgotten objects ----------------------------------------
 
 /** Accepts one connection from `peer` on `w` and forgets it: nothing refers to the Conn afterwards. */
-async function acceptAndForget(w: Watcher, port: number, ln: Parameters<Watcher['accept']>[1]): Promise<Socket> {
+async function acceptAndForget(w: Watcher, port: number, ln: Parameters<Watcher['accept']>[1]): Promise<{ peer: Socket; ref: WeakRef<Conn> }> {
   w.accept(null, ln)
   const peer = await netClient(port)
   const results = await collectUntil(w, (r) => r.length > 0)
   if (results[0].error) throw results[0].error
+  const ref = new WeakRef(results[0].conn as Conn)
   results.length = 0
-  return peer
+  return { peer, ref }
 }
 
 test('forgotten connections: a Conn nobody refers to and with nothing pending is closed when collected', async (t) => {
@@ -886,8 +887,10 @@ test('forgotten connections: a Conn nobody refers to and with nothing pending is
   const peers: Socket[] = []
   let ended = 0
   const endings: Promise<unknown>[] = []
+  const refs: WeakRef<Conn>[] = []
   for (let i = 0; i < 3; i++) {
-    const peer = await acceptAndForget(w, ln.port, ln)
+    const { peer, ref } = await acceptAndForget(w, ln.port, ln)
+    refs.push(ref)
     // Listened to at once: a collection (another test's gc() too) may close it before the next accept.
     endings.push(receiveUntilEnd(peer).then(() => ended++))
     peers.push(peer)
@@ -896,6 +899,8 @@ test('forgotten connections: a Conn nobody refers to and with nothing pending is
   const allEnded = Promise.all(endings)
   const until = Date.now() + scaled(10_000)
   while (ended < peers.length && Date.now() < until) await collectGarbage(2)
+  // Which half failed: the collection, or the close that follows it.
+  t.is(refs.filter((ref) => ref.deref() !== undefined).length, 0, 'Conns not collected')
   await within(1000, 'peers end', allEnded)
   t.is(ended, peers.length)
 })
@@ -925,15 +930,15 @@ test('forgotten connections: a Conn with a pending read is kept until the read c
  * A listening watcher, held (with its listener, which a collection would free
  * on its own) only by the returned array until the caller empties it.
  */
-function forgottenWatcherPort(): { port: number; hold: object[] } {
+function forgottenWatcherPort(): { port: number; hold: object[]; ref: WeakRef<Watcher> } {
   const w = new Watcher(withMode())
   const ln = w.listen({ host: HOST, port: 0 })
-  return { port: ln.port, hold: [w, ln] }
+  return { port: ln.port, hold: [w, ln], ref: new WeakRef(w) }
 }
 
 test('forgotten watchers: a watcher nobody refers to is closed when collected, and its port stops accepting', async (t) => {
   t.timeout(scaled(20_000))
-  const { port, hold } = forgottenWatcherPort()
+  const { port, hold, ref } = forgottenWatcherPort()
   // Listening now: the kernel completes the handshake even before any accept.
   const early = await netClient(port)
   early.destroy()
@@ -950,6 +955,8 @@ test('forgotten watchers: a watcher nobody refers to is closed when collected, a
       if ((e as NodeJS.ErrnoException).code !== 'ECONNRESET') refused = e
     }
   }
+  // Which half failed: the collection, or the close that follows it.
+  t.is(ref.deref(), undefined, 'the watcher was not collected')
   t.is((refused as NodeJS.ErrnoException | null)?.code, 'ECONNREFUSED')
 })
 

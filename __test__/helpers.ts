@@ -28,6 +28,14 @@ function race<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
+/**
+ * A port nothing listens on, for connects that must be refused: 1 (tcpmux), below the
+ * ephemeral range. A port a closed listener freed is not enough: another test may be
+ * given it to listen on, or a connect may take it as its own source port (a TCP
+ * self-connect, which succeeds).
+ */
+export const REFUSED_PORT = 1
+
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 export interface EchoOptions {

@@ -3,16 +3,9 @@
 // bad request of a batch never takes the others down with it.
 import test from 'ava'
 import { type Conn, OpType, Watcher, type OpResult } from '../index'
-import { collectGarbage, collectUntil, netServer, receiveBytes, within } from './helpers'
+import { collectGarbage, collectUntil, netServer, receiveBytes, REFUSED_PORT, within } from './helpers'
 
 const modes = ['thread', 'inline'] as const
-
-/** A port nothing listens on: connects to it are refused. */
-async function refusedPort(): Promise<number> {
-  const probe = await netServer()
-  await probe.close()
-  return probe.port
-}
 
 /** Connects and lets the result go: only the collector can see the Conn afterwards. */
 async function failedConnectForgotten(w: Watcher, port: number): Promise<string | undefined> {
@@ -25,7 +18,7 @@ for (const mode of modes) {
   test(`[${mode}] a failed connect, dropped and collected, never makes two later connections share an identity`, async (t) => {
     const w = new Watcher({ mode })
     t.teardown(() => w.close())
-    t.is(await failedConnectForgotten(w, await refusedPort()), 'ECONNREFUSED')
+    t.is(await failedConnectForgotten(w, REFUSED_PORT), 'ECONNREFUSED')
     await collectGarbage(5)
 
     // Each peer echoes what it gets: a connection's read must return its own bytes.
@@ -94,8 +87,7 @@ test('a peer of a reused slot hears nothing meant for its predecessor', async (t
   // The same check from the peers' side, with many failed connects collected between.
   const w = new Watcher()
   t.teardown(() => w.close())
-  const port = await refusedPort()
-  for (let i = 0; i < 20; i++) t.is(await failedConnectForgotten(w, port), 'ECONNREFUSED')
+  for (let i = 0; i < 20; i++) t.is(await failedConnectForgotten(w, REFUSED_PORT), 'ECONNREFUSED')
   await collectGarbage(5)
   const server = await netServer(() => {})
   t.teardown(() => server.close())

@@ -4,7 +4,7 @@ import test from 'ava'
 import { createServer, Socket } from 'node:net'
 import { Conn, GaioError, Listener, OpType, Watcher, type OpResult } from '../index'
 import { loadAddon } from '../lib/loader'
-import { collectUntil, gaioPair, netClient, sleep, within, isReadInto } from './helpers'
+import { collectUntil, gaioPair, netClient, REFUSED_PORT, sleep, within, isReadInto } from './helpers'
 
 const nativePath = loadAddon().path
 
@@ -101,12 +101,7 @@ test('listen() on a port already in use: GaioError EADDRINUSE', async (t) => {
 test('connect() to a closed port: a result with ECONNREFUSED', async (t) => {
   const w = new Watcher()
   t.teardown(() => w.close())
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-
-  w.connect('refused', { host: '127.0.0.1', port })
+  w.connect('refused', { host: '127.0.0.1', port: REFUSED_PORT })
   const [res] = await collectUntil(w, (rs) => rs.length >= 1, 3000, 'refused connect')
   t.is(res.operation, OpType.Connect)
   t.is(res.context, 'refused')

@@ -34,7 +34,7 @@ import { randomInt } from 'node:crypto'
 import { connect as netConnect, Socket } from 'node:net'
 import { Worker } from 'node:worker_threads'
 import { Conn, GaioError, Listener, OpType, Watcher, type ConnLike, type OpResult } from '../index'
-import { collectGarbage, gaioPair, indexJs, isReadInto, pattern, sleep, within } from './helpers'
+import { collectGarbage, gaioPair, indexJs, isReadInto, pattern, REFUSED_PORT, sleep, within } from './helpers'
 import { detach, fdsSettle, fdSummary, openFds, Poller } from './reliability'
 
 const SEED = process.env.GAIO_SEED !== undefined ? Number(process.env.GAIO_SEED) : randomInt(2 ** 31)
@@ -222,7 +222,6 @@ interface Wm {
   lonerLn: Listener
   /** Accepts wait here; nobody connects. */
   idle: Listener
-  refusedPort: number
   sides: Side[]
   closed: boolean
   idleFreed: boolean
@@ -326,9 +325,6 @@ class Episode {
   setUp(configs: WatcherConfig[]) {
     for (const [i, config] of configs.entries()) {
       const w = new Watcher({ mode: this.mode, bufferSize: config.bufferSize, swapSize: config.swapFactor ? config.bufferSize * config.swapFactor : undefined })
-      const closedPort = w.listen({ host: HOST, port: 0 })
-      const refusedPort = closedPort.port
-      w.free(closedPort)
       this.wms.push({
         name: `w${i}`,
         w,
@@ -338,7 +334,6 @@ class Episode {
         ln: w.listen({ host: HOST, port: 0 }),
         lonerLn: w.listen({ host: HOST, port: 0 }),
         idle: w.listen({ host: HOST, port: 0 }),
-        refusedPort,
         sides: [],
         closed: false,
         idleFreed: false,
@@ -540,7 +535,7 @@ class Episode {
       }
       case 'connectRefused': {
         const op = this.register('connect', wm, null, { target: x.keep ? 'refused' : 'dropped' })
-        return this.call(op, () => w.connect(op, { host: x.localhost ? 'localhost' : HOST, port: wm.refusedPort }))
+        return this.call(op, () => w.connect(op, { host: x.localhost ? 'localhost' : HOST, port: REFUSED_PORT }))
       }
       case 'connectBadScope': {
         const op = this.register('connect', wm, null, { target: 'badScope' })
