@@ -160,6 +160,58 @@ test('forgotten watchers, used or not, in both modes, are collected: their polle
   t.deepEqual(result.after, result.before, 'threads and descriptors are back to what they were')
 })
 
+for (const mode of modes) {
+  test(`[${mode}] a watcher collected while a forgotten connection of its awaits cleanup leaves the process's finalizers working`, async (t) => {
+    // V8 11 (Node 20) posts one cleanup task for every FinalizationRegistry of the process;
+    // if a registry with cleanup due is collected before the task runs, no registry ever
+    // calls back again. gaio's registries must outlive their watchers.
+    const script = `
+      const { Watcher } = require(process.env.GAIO_INDEX)
+      const net = require('node:net')
+      const tick = () => new Promise((r) => setTimeout(r, 20))
+      /** A closed watcher and, dropped with the results, the Conn it accepted. */
+      async function closedWithForgottenConn() {
+        const w = new Watcher({ mode: ${JSON.stringify(mode)} })
+        const ln = w.listen({ host: '127.0.0.1', port: 0 })
+        w.accept('accept', ln)
+        const peer = net.connect(ln.port, '127.0.0.1').on('error', () => {})
+        while ((await w.waitIO()).length === 0) {}
+        w.close()
+        return { w, peer }
+      }
+      ;(async () => {
+        let held = await closedWithForgottenConn()
+        const { peer } = held
+        const watcher = new WeakRef(held.w)
+        await tick()
+        // In one job: the Conn dies, so cleanup is due; then its watcher dies before it runs.
+        globalThis.gc()
+        held = null
+        globalThis.gc()
+        await tick()
+        globalThis.gc()
+        const collected = watcher.deref() === undefined
+        let fired = 0
+        const own = new FinalizationRegistry(() => fired++)
+        for (let i = 0; i < 50 && fired === 0; i++) {
+          ;(() => own.register({}, i))()
+          await tick()
+          globalThis.gc()
+          await tick()
+        }
+        peer.destroy()
+        console.log(JSON.stringify({ collected, fired }))
+      })().catch((e) => { console.error(e); process.exit(2) })
+    `
+    const { code, signal, out } = await runChild(script, ['--expose-gc'])
+    t.is(signal, null, out)
+    t.is(code, 0, out)
+    const result = report<{ collected: boolean; fired: number }>(out)
+    t.true(result.collected, 'the watcher was collected (else this test shows nothing)')
+    t.true(result.fired > 0, "the program's own FinalizationRegistry never called back")
+  })
+}
+
 test('a poller thread that panics fails the waiting waitIO() with ERR_INTERNAL_PANIC and no longer holds the process open', async (t) => {
   // The read's completion and the panic race: a waitIO() may take the read
   // before the panic is recorded, so the read may come first, once. The held

@@ -122,7 +122,15 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   private outstanding = 0
   private local: RawResult[] = []
   private waiter: { resolve: (r: RawResult[]) => void; reject: (e: Error) => void } | null = null
-  private readonly forgottenConns: FinalizationRegistry<number>
+  /** How this watcher's callbacks find it without keeping it alive. */
+  private readonly self = new WeakRef(this as Watcher<unknown>)
+
+  /**
+   * Frees the connections nobody refers to, for every watcher. One registry that never dies:
+   * V8 11 (Node 20) stops every registry of the process from calling back once one is
+   * collected with cleanup due, as a registry per watcher would be when its watcher goes.
+   */
+  private static readonly forgottenConns = new FinalizationRegistry<{ watcher: WeakRef<Watcher<unknown>>; id: number }>(({ watcher, id }) => watcher.deref()?.release(id))
 
   /**
    * @throws {TypeError} ERR_INVALID_ARG_TYPE / ERR_INVALID_ARG_VALUE for a wrong option or an unknown one.
@@ -142,7 +150,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     this.bufferSize = bufferSize
     this.silentWrites = booleanOf(given.silentWrites ?? false, 'options.silentWrites')
     try {
-      this.nativeWatcher = native.createWatcher(Watcher.readyCallback(new WeakRef(this as Watcher<unknown>)), bufferSize, swapSize, cpu, mode === 'inline')
+      this.nativeWatcher = native.createWatcher(Watcher.readyCallback(this.self), bufferSize, swapSize, cpu, mode === 'inline')
     } catch (e) {
       if (cpu >= 0 && (e as GaioError).code === 'ERR_WATCHER_START') throw outOfRange('options.cpu', `a CPU this process may run on (${(e as Error).message})`, cpu)
       throw e
@@ -150,7 +158,6 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     this.swap = this.nativeWatcher.swapBuffers().map((b) => new Uint8Array(b))
     this.resizeRecords(64 * SUBMIT_FIELDS, 64 * TAKE_FIELDS)
     closeForgottenWatcher.register(this, { nativeWatcher: this.nativeWatcher, scope: this.scope }, this)
-    this.forgottenConns = new FinalizationRegistry((id) => this.release(id))
   }
 
   /**
@@ -489,7 +496,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
 
   /** A forgotten connection (`owner`: what the caller holds) is freed by the collector. */
   private track(state: ConnState, owner: object = state): void {
-    this.forgottenConns.register(owner, state.id, state)
+    Watcher.forgottenConns.register(owner, { watcher: this.self, id: state.id }, state)
   }
 
   private release(id: number): void {
@@ -616,7 +623,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   private queueFree(state: ConnState): void {
     state.freed = true
     // Unregistered, or its finalizer could free the id again after 4096 reuses of the slot brought the generation round.
-    this.forgottenConns.unregister(state)
+    Watcher.forgottenConns.unregister(state)
     this.queueFreeOf(state.id)
   }
 
@@ -818,7 +825,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
       if (error) {
         this.ids.release(created.id)
         created.freed = true
-        this.forgottenConns.unregister(created)
+        Watcher.forgottenConns.unregister(created)
         const { fallbacks } = requests.targets.get(slot) ?? { fallbacks: [] }
         if (kind === Kind.Connect && fallbacks.length > 0 && !this.scope.closed && error.code !== 'ERR_DEADLINE') {
           this.enqueueConnect(requests.contexts[slot], fallbacks, requests.args[slot]!, requests.deadlines[slot]!)
