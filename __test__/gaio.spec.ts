@@ -926,6 +926,31 @@ test('forgotten connections: a Conn with a pending read is kept until the read c
   t.is(Buffer.from(res.buffer!.subarray(0, res.size)).toString(), 'late')
 })
 
+test('forgotten connections: one freed, then collected after 4096 reuses of its slot brought its id round again, leaves the new holder of the id open', async (t) => {
+  t.timeout(scaled(60_000))
+  const w = watcher(t)
+  type WithId = { id: number }
+  let first: object | null = w.listen({ host: HOST, port: 0 })
+  const firstId = (first as WithId).id
+  const firstRef = new WeakRef(first)
+  w.free(first as Parameters<Watcher['free']>[0])
+  // Each free releases the slot's id at once and the next listen takes the slot back, one generation on.
+  for (let i = 1; i < 4096; i++) w.free(w.listen({ host: HOST, port: 0 }))
+  const heir = w.listen({ host: HOST, port: 0 })
+  t.is((heir as unknown as WithId).id, firstId, 'the id did not come round (the test shows nothing)')
+  first = null
+  const until = Date.now() + scaled(10_000)
+  while (firstRef.deref() !== undefined && Date.now() < until) await collectGarbage(2)
+  t.is(firstRef.deref(), undefined, 'the freed listener was not collected (the test shows nothing)')
+  await collectGarbage(2)
+  // Its collection must not have freed the id again, now the heir's.
+  w.accept(null, heir)
+  const peer = await client(t, heir.port)
+  const [accepted] = await collectUntil(w, (r) => r.length > 0)
+  t.is(accepted.error, null)
+  t.is((accepted.conn as Conn).remotePort, peer.localPort)
+})
+
 /**
  * A listening watcher, held (with its listener, which a collection would free
  * on its own) only by the returned array until the caller empties it.

@@ -18,6 +18,8 @@ export interface ConnState {
   /** Which watcher made it: ids are per watcher, so another's would name one of ours. */
   readonly owner: WatcherScope
   freed: boolean
+  /** Its registration with the collector (lib/forgotten.ts); -1 before it has one. */
+  ticket: number
 }
 
 /** Local and remote addresses of a connection, read once, when first asked for. */
@@ -45,6 +47,7 @@ export class Conn {
   /** @internal */ readonly id: number
   /** @internal */ readonly owner: WatcherScope
   /** @internal */ freed = false
+  /** @internal */ ticket = -1
   /** @internal The socket's descriptor while it is open (-1 before it is known). */ fd = -1
   /** @internal Writes and half-closes of this connection's in the engine: with none, the JS thread may send itself. */ writing = 0
   /** @internal */ constructor(id: number, owner: WatcherScope) {
@@ -123,6 +126,7 @@ export class Listener {
   /** @internal */ readonly id: number
   /** @internal */ readonly owner: WatcherScope
   /** @internal */ freed = false
+  /** @internal */ ticket = -1
   /** The bound TCP port (0 for a Unix socket). @example listener.port // 8080 */
   readonly port: number
   /** The host it was bound to, or the Unix socket path. @example listener.address // '127.0.0.1' */

@@ -8,6 +8,7 @@ import { inspect } from 'node:util'
 import { booleanOf, bytesOf, checkKeys, deadlineAt, integerIn, MAX_DELAY, MAX_TRANSFER, nonEmpty, optionsObject, transferable } from './args'
 import { Conn, ConnIds, DEAD_CONN_ID, Listener, WatcherScope, type ConnState } from './conn'
 import { EngineErrors, Kind, native, NO_DEADLINE, SUBMIT_FIELDS, TAKE_FIELDS, Where, type NativeWatcher } from './native'
+import { enrolOwner, killTicket, retireOwner, trackForgotten } from './forgotten'
 import { errorFromCode, GaioError, invalidArgType, invalidArgValue, outOfRange, type ErrorPlace } from './errors'
 import { RequestTable } from './requests'
 import { OpType, type ConnectOptions, type ConnLike, type Deadline, type ListenOptions, type OpResult, type WaitOptions, type WatcherOptions } from './types'
@@ -16,9 +17,10 @@ import { OpType, type ConnectOptions, type ConnLike, type Deadline, type ListenO
 // waiting keeps the watcher alive even if nothing else refers to it.
 const waiting = new Set<object>()
 
-const closeForgottenWatcher = new FinalizationRegistry<{ nativeWatcher: NativeWatcher; scope: WatcherScope }>(({ nativeWatcher, scope }) => {
+const closeForgottenWatcher = new FinalizationRegistry<{ nativeWatcher: NativeWatcher; scope: WatcherScope; owner: number }>(({ nativeWatcher, scope, owner }) => {
   scope.closed = true
   nativeWatcher.close()
+  retireOwner(owner)
 })
 
 /**
@@ -124,13 +126,8 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   private waiter: { resolve: (r: RawResult[]) => void; reject: (e: Error) => void } | null = null
   /** How this watcher's callbacks find it without keeping it alive. */
   private readonly self = new WeakRef(this as Watcher<unknown>)
-
-  /**
-   * Frees the connections nobody refers to, for every watcher. One registry that never dies:
-   * V8 11 (Node 20) stops every registry of the process from calling back once one is
-   * collected with cleanup due, as a registry per watcher would be when its watcher goes.
-   */
-  private static readonly forgottenConns = new FinalizationRegistry<{ watcher: WeakRef<Watcher<unknown>>; id: number }>(({ watcher, id }) => watcher.deref()?.release(id))
+  /** How the registry of forgotten connections names this watcher. */
+  private readonly forgottenOwner = enrolOwner(this.self)
 
   /**
    * @throws {TypeError} ERR_INVALID_ARG_TYPE / ERR_INVALID_ARG_VALUE for a wrong option or an unknown one.
@@ -157,7 +154,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     }
     this.swap = this.nativeWatcher.swapBuffers().map((b) => new Uint8Array(b))
     this.resizeRecords(64 * SUBMIT_FIELDS, 64 * TAKE_FIELDS)
-    closeForgottenWatcher.register(this, { nativeWatcher: this.nativeWatcher, scope: this.scope }, this)
+    closeForgottenWatcher.register(this, { nativeWatcher: this.nativeWatcher, scope: this.scope, owner: this.forgottenOwner }, this)
   }
 
   /**
@@ -446,6 +443,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     this.scope.closed = true
     this.nativeWatcher.close()
     closeForgottenWatcher.unregister(this)
+    retireOwner(this.forgottenOwner)
     // collect() takes this.local itself (and replaces it): keep what it returns.
     this.local = this.collect()
     this.outstanding = 0
@@ -496,10 +494,11 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
 
   /** A forgotten connection (`owner`: what the caller holds) is freed by the collector. */
   private track(state: ConnState, owner: object = state): void {
-    Watcher.forgottenConns.register(owner, { watcher: this.self, id: state.id }, state)
+    state.ticket = trackForgotten(owner, this.forgottenOwner, state.id)
   }
 
-  private release(id: number): void {
+  /** @internal */
+  releaseForgotten(id: number): void {
     if (this.scope.closed) return
     this.queueFreeOf(id)
     this.scheduleFlush()
@@ -622,8 +621,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
 
   private queueFree(state: ConnState): void {
     state.freed = true
-    // Unregistered, or its finalizer could free the id again after 4096 reuses of the slot brought the generation round.
-    Watcher.forgottenConns.unregister(state)
+    killTicket(state.ticket)
     this.queueFreeOf(state.id)
   }
 
@@ -825,7 +823,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
       if (error) {
         this.ids.release(created.id)
         created.freed = true
-        Watcher.forgottenConns.unregister(created)
+        killTicket(created.ticket)
         const { fallbacks } = requests.targets.get(slot) ?? { fallbacks: [] }
         if (kind === Kind.Connect && fallbacks.length > 0 && !this.scope.closed && error.code !== 'ERR_DEADLINE') {
           this.enqueueConnect(requests.contexts[slot], fallbacks, requests.args[slot]!, requests.deadlines[slot]!)
