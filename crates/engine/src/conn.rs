@@ -168,13 +168,17 @@ impl Conn {
 
     /// Writes queued data until the queue is empty or the socket is full.
     pub fn pump_writes(&mut self, out: &mut Vec<Completion>, deadlines: &mut Deadlines) {
-        while self.writable && !self.writes.is_empty() {
-            if self.writes.front().is_some_and(|w| w.close) {
-                // Every write queued before it has gone out.
+        while let Some(head) = self.writes.front() {
+            if head.close {
+                // Every write queued before it has gone out (or expired); a
+                // half-close needs no room in the socket, so no edge either.
                 let close = self.writes.pop_front().expect("head exists");
                 let error = sys::shutdown_write(self.fd.as_fd()).err().map(Error::from);
                 out.push(close.finish(error, deadlines));
                 continue;
+            }
+            if !self.writable {
+                break;
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
@@ -228,7 +232,14 @@ impl Conn {
             let (result, asked, data) = match head.full.as_mut() {
                 Some(buf) => {
                     if buf.is_empty() {
-                        // Allocated at the first byte, not at submission: idle reads cost nothing.
+                        // Allocated when bytes are first believed there, not at
+                        // submission: idle reads cost nothing. A length the
+                        // machine cannot give fails the read, not the process.
+                        if buf.try_reserve_exact(head.len).is_err() {
+                            let read = self.reads.pop_front().expect("head exists");
+                            out.push(read.finish(Some(Error::Os(libc::ENOMEM)), Data::None, deadlines));
+                            continue;
+                        }
                         buf.resize(head.len, 0);
                     }
                     let space = &mut buf[head.filled..];

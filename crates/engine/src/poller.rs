@@ -336,6 +336,14 @@ impl Poller {
     }
 
     fn free(&mut self, id: ConnId, error: Error) {
+        // A connect still waiting for its turn has no socket yet: it ends here,
+        // or it would start later and take the slot from whoever holds it then.
+        if let Some(at) = self.connects.iter().position(|c| matches!(c, Submission::Connect { conn, .. } if *conn == id)) {
+            if let Some(Submission::Connect { req, .. }) = self.connects.remove(at) {
+                self.done.push(Completion::failed(req, error));
+            }
+            return;
+        }
         if let Some(conn) = self.conns.get_mut(slot_of(id)).and_then(|c| c.take_if(|c| c.id == id)) {
             self.close_conn(conn, error);
             // A descriptor is free now: what the listeners could not accept may fit.

@@ -1,6 +1,7 @@
 //! The engine driven from plain Rust, against std sockets as peers.
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -504,4 +505,55 @@ fn requests_submitted_from_another_thread_during_close_each_complete_once() {
         }
         assert!(seen.iter().all(|&n| n == 1), "{} of 2000 requests never completed", seen.iter().filter(|&&n| n == 0).count());
     }
+}
+
+/// A connection id: `slot` at generation `generation`.
+fn conn_id(slot: u32, generation: u32) -> ConnId {
+    slot | (generation << gaio_engine::SLOT_BITS)
+}
+
+#[test]
+fn a_connect_freed_before_it_starts_fails_and_leaves_the_slot_to_its_next_holder() {
+    // Connects start in the turn after they are applied (at most 128 a
+    // turn), so a free can come while one waits; the connect must end there
+    // instead of starting later and closing whoever holds the slot by then.
+    let (mut w, mut poller) = InlinePoller::start(&Options::default()).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (first, next) = (conn_id(5, 1), conn_id(5, 2));
+    w.submit([
+        Submission::Connect { req: 1, conn: first, addr: Address::Inet(listener.local_addr().unwrap()), deadline: None },
+        Submission::Free { conn: first },
+    ]);
+    let (ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    w.adopt(next, ours.as_fd()).unwrap();
+    w.submit([read(2, next, 16)]);
+    assert_eq!(turn_until(&mut w, &mut poller, 1), Some(Error::ConnClosed));
+    peer.write_all(b"still open").unwrap();
+    assert_eq!(turn_until(&mut w, &mut poller, 2), None);
+}
+
+#[test]
+fn a_half_close_after_a_write_that_expired_on_a_full_socket_completes_at_once() {
+    // The expired write left the socket full and the queue empty: the
+    // half-close has nothing to wait for, however long the peer does not read.
+    let (mut w, mut poller) = InlinePoller::start(&Options::default()).unwrap();
+    let (ours, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    w.adopt(1, ours.as_fd()).unwrap();
+    let soon = Some(Instant::now() + Duration::from_millis(20));
+    w.submit([Submission::Write { req: 1, conn: 1, data: vec![7; 16 << 20], deadline: soon }]);
+    assert_eq!(turn_until(&mut w, &mut poller, 1), Some(Error::Deadline));
+    w.submit([Submission::CloseWrite { req: 2, conn: 1 }]);
+    assert_eq!(turn_until(&mut w, &mut poller, 2), None);
+}
+
+#[test]
+fn a_read_full_longer_than_memory_allows_fails_the_read_not_the_poller() {
+    let (mut w, mut poller) = InlinePoller::start(&Options::default()).unwrap();
+    let (ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    w.adopt(1, ours.as_fd()).unwrap();
+    peer.write_all(b"x").unwrap();
+    w.submit([Submission::Read { req: 1, conn: 1, len: usize::MAX, full: true, deadline: None }]);
+    assert_eq!(turn_until(&mut w, &mut poller, 1), Some(Error::Os(libc::ENOMEM)));
+    w.submit([read(2, 1, 16)]);
+    assert_eq!(turn_until(&mut w, &mut poller, 2), None, "the byte is still there for the next read");
 }
