@@ -3,6 +3,7 @@
 // errors that say where, names that resolve to several addresses, and a short
 // console.log form.
 import test from 'ava'
+import dns from 'node:dns'
 import { lookup } from 'node:dns/promises'
 import { createServer, connect as netConnect, type Socket } from 'node:net'
 import { inspect } from 'node:util'
@@ -353,5 +354,97 @@ for (const mode of modes) {
       t.is(cut!.size, received, `${end}: the size is what got out`)
       t.true(received < total, `${end}: and not all of it`)
     }
+  })
+}
+
+test('waitIO() and iterate() check their options: a signal that is not an AbortSignal, an unknown option or null is refused, and the watcher still works', async (t) => {
+  const w = new Watcher<string>()
+  t.teardown(() => w.close())
+  await t.throwsAsync(w.waitIO({ signal: {} } as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE', message: /"options.signal"/ })
+  await t.throwsAsync(w.waitIO({ timeout: 100 } as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /unknown option "timeout"/ })
+  await t.throwsAsync(w.waitIO(null as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => w.iterate({ signal: 1 } as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' })
+  // No waiter was left behind by the refused calls: a wait works, and close() settles it.
+  const { client } = await gaioPair(w)
+  w.write('write', client, Buffer.from('x'))
+  const [written] = await collectUntil(w, (rs) => rs.some((r) => r.context === 'write'), 5000, 'a write after the refused waits')
+  t.is(written!.error, null)
+  const pending = w.waitIO()
+  t.notThrows(() => w.close())
+  await t.throwsAsync(pending, { code: 'ERR_WATCHER_CLOSED' })
+})
+
+test('listen() and connect() refuse a path together with a host or port, and a reusePort that is not a boolean', (t) => {
+  const w = new Watcher()
+  t.teardown(() => w.close())
+  const both = { code: 'ERR_INVALID_ARG_VALUE', message: /either path, or host and port/ }
+  t.throws(() => w.connect('x', { path: '/tmp/gaio-none.sock', host: '127.0.0.1', port: 80 }), both)
+  t.throws(() => w.connect('x', { path: '/tmp/gaio-none.sock', port: 80 } as never), both)
+  t.throws(() => w.listen({ path: '/tmp/gaio-none.sock', port: 80 }), both)
+  t.throws(() => w.listen({ host: '127.0.0.1', port: 0, reusePort: 'false' } as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE', message: /"options.reusePort"/ })
+})
+
+test("connect({ host: '' }) connects to the local host, as node:net does", async (t) => {
+  const addresses = await lookup('localhost', { all: true, verbatim: true })
+  const w = new Watcher()
+  t.teardown(() => w.close())
+  const ln = w.listen({ host: addresses[0]!.address, port: 0 })
+  w.accept('accept', ln)
+  w.connect('connect', { host: '', port: ln.port })
+  const results = byContext(await collectUntil(w, (rs) => rs.some((r) => r.context === 'connect'), 5000, "connect to ''"))
+  t.is(results.get('connect')!.error, null)
+})
+
+test.serial('a connect timeout counts from the call: a name lookup slower than it ends the connect with ERR_DEADLINE on time', async (t) => {
+  // A resolver that answers after 3 s; the facade looks names up through node:dns's lookup.
+  const realLookup = dns.lookup
+  const slow = (...args: unknown[]) => setTimeout(() => (realLookup as (...a: unknown[]) => void)('127.0.0.1', ...args.slice(1)), 3000)
+  dns.lookup = slow as unknown as typeof dns.lookup
+  t.teardown(() => (dns.lookup = realLookup))
+  const w = new Watcher<string>()
+  t.teardown(() => w.close())
+  const ln = w.listen({ host: '127.0.0.1', port: 0 })
+  const started = Date.now()
+  w.connect('slow', { host: 'slow.invalid', port: ln.port, timeout: 200 })
+  const [ended] = await collectUntil(w, (rs) => rs.length > 0, 5000, 'the connect')
+  const took = Date.now() - started
+  t.is(ended!.error?.code, 'ERR_DEADLINE')
+  t.is(ended!.error?.address, 'slow.invalid')
+  t.true(took < 2500, `ended after ${took} ms, not when the lookup answered`)
+  t.regex(inspect(w), /outstanding: 0\b/, 'counted out once')
+})
+
+for (const mode of modes) {
+  test(`[${mode}] an accept on a freed listener gives back the connection id it took: none is lost`, async (t) => {
+    const w = watcher(t, mode)
+    const ln = w.listen({ host: '127.0.0.1', port: 0 })
+    w.free(ln)
+    for (let i = 0; i < 100; i++) w.accept(`accept ${i}`, ln)
+    const failed = await collectUntil(w, (rs) => rs.length >= 100, 5000, 'the accepts')
+    t.true(failed.every((r) => r.error?.code === 'ERR_CONN_CLOSED'))
+    // Ids are slots (the low 20 bits) reused last-freed first: a lost one would push the next listener's up.
+    const next = w.listen({ host: '127.0.0.1', port: 0 }) as unknown as { id: number }
+    t.true((next.id & 0xfffff) <= 1, `slot ${next.id & 0xfffff}`)
+  })
+
+  test(`[${mode}] a write of more than 4 MiB from swap memory sends the bytes it had at the call, though the next waitIO() may refill that memory`, async (t) => {
+    const w = new Watcher<string>({ mode, bufferSize: 8 << 20 })
+    t.teardown(() => w.close())
+    const { conn, peer } = await halfOpenPeer(t, w)
+    peer.write('x')
+    w.read('read', conn)
+    const [read] = await collectUntil(w, (rs) => rs.length > 0, 5000, 'a swap read')
+    t.true(read!.isSwapBuffer)
+    // A view of the watcher's swap memory larger than a chunk, as an echo of a big read would be.
+    const swap = new Uint8Array(read!.buffer!.buffer, 0, 5 << 20).fill(1)
+    const everything = receiveUntilEnd(peer)
+    w.write('big', conn, swap)
+    w.closeWrite('fin', conn)
+    await new Promise((resolve) => setImmediate(resolve)) // flushed: the first chunk is taken
+    swap.fill(2) // what a later read may put there
+    await collectUntil(w, (rs) => rs.some((r) => r.context === 'fin'), 10_000, 'the write and the half-close')
+    const got = await within(10_000, 'the peer reads to the end', everything)
+    t.is(got.length, 5 << 20)
+    t.is(got.indexOf(2), -1, 'bytes changed after the call were sent')
   })
 }

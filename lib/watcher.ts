@@ -30,12 +30,16 @@ const closeForgottenWatcher = new FinalizationRegistry<{ nativeWatcher: NativeWa
  */
 const WRITE_CHUNK = 4 << 20
 
+/** Every watcher's swap arenas: views into them are valid only until the next waitIO(). */
+const swapMemory = new WeakSet<ArrayBufferLike>()
+
 /** net.Sockets handed to a watcher, with the connection each became: one watcher each. */
 const delegated = new WeakMap<Socket, Conn>()
 
 const WATCHER_OPTIONS = ['bufferSize', 'swapSize', 'cpu', 'mode', 'silentWrites'] as const
 const LISTEN_OPTIONS = ['host', 'port', 'path', 'backlog', 'reusePort'] as const
 const CONNECT_OPTIONS = ['host', 'port', 'path', 'timeout'] as const
+const WAIT_OPTIONS = ['signal'] as const
 
 /** The system call a request's OS error came from, as Node names them. */
 const SYSCALLS = new Map<number, string>([
@@ -80,6 +84,19 @@ function hostOf(host: unknown, what: string): string {
   if (host === undefined) return 'localhost'
   if (typeof host !== 'string') throw invalidArgType(what, 'of type string', host)
   return host
+}
+
+/** A waitIO() options argument's signal, checked: a wrong one would leave a waiter nobody can settle. */
+function signalOf(options: unknown): AbortSignal | undefined {
+  const given = optionsObject(options, 'options') as WaitOptions
+  checkKeys(given, 'options', WAIT_OPTIONS)
+  if (given.signal !== undefined && !(given.signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', given.signal)
+  return given.signal
+}
+
+/** A Unix socket path and a TCP address exclude each other. */
+function eitherPathOrAddress(given: { host?: unknown; port?: unknown }): void {
+  if (given.host !== undefined || given.port !== undefined) throw invalidArgValue('options', given, 'takes either path, or host and port, not both')
 }
 
 function pathOf(path: unknown, what: string): string {
@@ -153,6 +170,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
       throw e
     }
     this.swap = this.nativeWatcher.swapBuffers().map((b) => new Uint8Array(b))
+    for (const arena of this.swap) swapMemory.add(arena.buffer)
     this.resizeRecords(64 * SUBMIT_FIELDS, 64 * TAKE_FIELDS)
     closeForgottenWatcher.register(this, { nativeWatcher: this.nativeWatcher, scope: this.scope, owner: this.forgottenOwner }, this)
   }
@@ -180,11 +198,12 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     const given = optionsObject(options, 'options') as ListenOptions
     checkKeys(given, 'options', LISTEN_OPTIONS)
     const backlog = integerIn(given.backlog ?? 4096, 1, MAX_DELAY, 'options.backlog')
-    const reusePort = Boolean(given.reusePort)
+    const reusePort = booleanOf(given.reusePort ?? false, 'options.reusePort')
     let host = ''
     let port = 0
     let path = ''
     if (given.path !== undefined) {
+      eitherPathOrAddress(given)
       path = pathOf(given.path, 'options.path')
     } else {
       host = hostOf(given.host, 'options.host')
@@ -232,16 +251,28 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     const given = optionsObject(options, 'options') as ConnectOptions
     checkKeys(given, 'options', CONNECT_OPTIONS)
     const deadline = given.timeout === undefined ? NO_DEADLINE : Date.now() + integerIn(given.timeout, 0, MAX_DELAY, 'options.timeout')
-    if (given.path !== undefined) return this.enqueueConnect(context, [`unix:${pathOf(given.path, 'options.path')}`], -1, deadline)
-    const host = hostOf(given.host, 'options.host')
+    if (given.path !== undefined) {
+      eitherPathOrAddress(given)
+      return this.enqueueConnect(context, [`unix:${pathOf(given.path, 'options.path')}`], -1, deadline)
+    }
+    // As node:net: an empty host is the local host (a lookup of '' finds nothing).
+    const host = hostOf(given.host, 'options.host') || 'localhost'
     const port = integerIn(given.port, 1, 65535, 'options.port')
     if (isIP(host) || this.scope.closed) return this.enqueueConnect(context, [host], port, deadline)
     // Names resolve first; the request counts as outstanding meanwhile.
     this.retain(1)
     const pending = { context }
     this.lookups.add(pending)
+    const place = { syscall: 'connect', address: host, port }
+    // The timeout counts from the call, lookup included: a slow resolver ends the connect on time.
+    const expiry = deadline === NO_DEADLINE ? undefined : setTimeout(() => {
+      if (!this.lookups.delete(pending)) return
+      this.retain(-1)
+      this.deliverLocal({ operation: OpType.Connect, context, conn: this.deadConn(), buffer: null, size: 0, isSwapBuffer: false, error: errorFromCode(EngineErrors.ERR_DEADLINE, place) })
+    }, deadline - Date.now())
     lookup(host, { all: true, verbatim: true }, (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => {
-      if (!this.lookups.delete(pending)) return // close() has completed it
+      clearTimeout(expiry)
+      if (!this.lookups.delete(pending)) return // close() or the timeout has completed it
       this.retain(-1)
       if (err) {
         const failed = new GaioError(err.code ?? 'ENOTFOUND', err.message, err.errno, { syscall: 'getaddrinfo', address: host })
@@ -360,7 +391,12 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
    * @example const results = await w.waitIO({ signal: AbortSignal.timeout(1000) })
    */
   waitIO(options: WaitOptions = {}): Promise<OpResult<Context>[]> {
-    const signal = options.signal
+    let signal: AbortSignal | undefined
+    try {
+      signal = signalOf(options)
+    } catch (e) {
+      return Promise.reject(e)
+    }
     if (this.waiter) return Promise.reject(new GaioError('ERR_WAIT_PENDING', 'waitIO() is already waiting'))
     if (signal?.aborted) return Promise.reject(abortError(signal))
     if (this.scope.closed) {
@@ -404,6 +440,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
    * @example for await (const results of w.iterate({ signal })) handle(results)
    */
   iterate(options: WaitOptions = {}): AsyncIterable<OpResult<Context>[]> {
+    signalOf(options)
     return { [Symbol.asyncIterator]: () => this.iterator(options) }
   }
 
@@ -478,6 +515,13 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
 
   private newConn(): Conn {
     return new Conn(this.ids.allocate(), this.scope)
+  }
+
+  /** The new connection of an accept or connect that never came to be: its id is free again. */
+  private unmake(created: Conn): void {
+    this.ids.release(created.id)
+    created.freed = true
+    killTicket(created.ticket)
   }
 
   /** The connection of a connect that failed before it had one. */
@@ -562,7 +606,9 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   }
 
   private submitWrite(context: unknown, conn: ConnLike, buffer: ArrayBufferView, deadline: number): void {
-    const bytes = transferable(nonEmpty(bytesOf(buffer, 'buffer'), 'buffer'), 'buffer')
+    let bytes = transferable(nonEmpty(bytesOf(buffer, 'buffer'), 'buffer'), 'buffer')
+    // Its later chunks are read after the next waitIO(), which may refill swap memory.
+    if (bytes.byteLength > WRITE_CHUNK && swapMemory.has(bytes.buffer)) bytes = bytes.slice()
     this.enqueueOn(Kind.Write, context, conn, bytes, bytes, bytes.byteLength, deadline)
   }
 
@@ -590,6 +636,8 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
 
   private push(slot: number): void {
     if (this.scope.closed || this.requests.states[slot]!.freed) {
+      const created = this.requests.created.get(slot)
+      if (created) this.unmake(created)
       const code = this.scope.closed ? EngineErrors.ERR_WATCHER_CLOSED : EngineErrors.ERR_CONN_CLOSED
       return this.deliverLocal(this.finish(slot, this.requests.sent[slot]!, errorFromCode(code)))
     }
@@ -821,9 +869,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     if (kind === Kind.Accept || kind === Kind.Connect) {
       const created = requests.created.get(slot)!
       if (error) {
-        this.ids.release(created.id)
-        created.freed = true
-        killTicket(created.ticket)
+        this.unmake(created)
         const { fallbacks } = requests.targets.get(slot) ?? { fallbacks: [] }
         if (kind === Kind.Connect && fallbacks.length > 0 && !this.scope.closed && error.code !== 'ERR_DEADLINE') {
           this.enqueueConnect(requests.contexts[slot], fallbacks, requests.args[slot]!, requests.deadlines[slot]!)
