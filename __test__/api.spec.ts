@@ -422,9 +422,11 @@ for (const mode of modes) {
     for (let i = 0; i < 100; i++) w.accept(`accept ${i}`, ln)
     const failed = await collectUntil(w, (rs) => rs.length >= 100, 5000, 'the accepts')
     t.true(failed.every((r) => r.error?.code === 'ERR_CONN_CLOSED'))
-    // Ids are slots (the low 20 bits) reused last-freed first: a lost one would push the next listener's up.
+    // An id is a slot (its low 20 bits) and a generation. The listener and the 100 accepts
+    // took slots 0 to 99 (the listener's was free again before the first accept); had one
+    // been lost, the next listener would take slot 100, a new one.
     const next = w.listen({ host: '127.0.0.1', port: 0 }) as unknown as { id: number }
-    t.true((next.id & 0xfffff) <= 1, `slot ${next.id & 0xfffff}`)
+    t.true((next.id & 0xfffff) < 100, `slot ${next.id & 0xfffff}`)
   })
 
   test(`[${mode}] a write of more than 4 MiB from swap memory sends the bytes it had at the call, though the next waitIO() may refill that memory`, async (t) => {
@@ -446,5 +448,29 @@ for (const mode of modes) {
     const got = await within(10_000, 'the peer reads to the end', everything)
     t.is(got.length, 5 << 20)
     t.is(got.indexOf(2), -1, 'bytes changed after the call were sent')
+  })
+}
+
+for (const mode of modes) {
+  test(`[${mode}] results on one connection keep the order of their requests when free() or close() cuts them short`, async (t) => {
+    const freeing = watcher(t, mode)
+    const { conn } = await halfOpenPeer(t, freeing)
+    freeing.read('read before free', conn)
+    await new Promise((resolve) => setTimeout(resolve, 50)) // in the engine by now
+    freeing.free(conn)
+    freeing.read('read after free', conn)
+    const cut = await collectUntil(freeing, (rs) => rs.length >= 2, 5000, 'the reads')
+    t.deepEqual(cut.map((r) => [r.context, r.error?.code]), [['read before free', 'ERR_CONN_CLOSED'], ['read after free', 'ERR_CONN_CLOSED']])
+
+    const closing = watcher(t, mode)
+    const { conn: slow, peer } = await halfOpenPeer(t, closing)
+    peer.pause() // it never reads: the big write stays in the engine, the small one waits behind it
+    closing.write('big', slow, Buffer.alloc(16 << 20, 1))
+    closing.write('small', slow, Buffer.from('after'))
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    closing.close()
+    const closed = await closing.waitIO()
+    t.deepEqual(closed.map((r) => [r.context, r.error?.code]), [['big', 'ERR_WATCHER_CLOSED'], ['small', 'ERR_WATCHER_CLOSED']])
+    t.regex(inspect(closing), /outstanding: 0\b/)
   })
 }

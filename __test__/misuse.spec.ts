@@ -1,10 +1,11 @@
 // Misuse: bad input gets a clear TypeError / RangeError / GaioError at the
 // call, or a result with an error code; never a crash or a hang.
 import test from 'ava'
+import { spawnSync } from 'node:child_process'
 import { createServer, Socket } from 'node:net'
 import { Conn, GaioError, Listener, OpType, Watcher, type OpResult } from '../index'
 import { loadAddon } from '../lib/loader'
-import { collectUntil, gaioPair, netClient, REFUSED_PORT, sleep, within, isReadInto } from './helpers'
+import { collectUntil, gaioPair, netClient, REFUSED_PORT, sleep, TIME_SCALE, within, isReadInto } from './helpers'
 
 const nativePath = loadAddon().path
 
@@ -500,6 +501,107 @@ test('the native functions called directly with garbage throw or fail the record
   w.readFull('r', server, new Uint8Array(5))
   const rs = await collectUntil(w, (r) => r.length >= 2, 3000, 'echo after the garbage')
   t.is(Buffer.from(rs.find((r) => r.context === 'r')!.buffer!).toString(), 'alive')
+})
+
+test('native sizes past their caps are RangeErrors before anything is allocated; a refused records() call replaces nothing', async (t) => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const native = require(nativePath) as Record<string, (...args: unknown[]) => unknown> & { layout: Record<string, number> }
+  const outOfRange = { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' }
+  for (const inline of [false, true]) {
+    // Before the caps these allocated what was asked (two arenas of 4 GiB; 16 GiB of records), or aborted the process.
+    t.throws(() => native.createWatcher(() => {}, 1, 2 ** 32 - 1, -1, inline), { ...outOfRange, message: /swapSize/ })
+    t.throws(() => native.createWatcher(() => {}, 2 ** 30 + 1, 4096, -1, inline), { ...outOfRange, message: /bufferSize/ })
+    const h = native.createWatcher(() => {}, 1024, 4096, -1, inline) as Record<string, (...args: unknown[]) => unknown>
+    t.teardown(() => h.close())
+    const [submitMemory, takeMemory] = h.records(6, 5) as ArrayBuffer[]
+    t.throws(() => h.records(2 ** 32 - 1, 0), { ...outOfRange, message: /submitLen/ })
+    t.throws(() => h.records(6, 2 ** 32 - 1), { ...outOfRange, message: /takeLen/ })
+    // The memory handed out before the refused calls is still the memory read and written.
+    new Int32Array(submitMemory!).set([0, 8, 12345, 10, -1, -1]) // a read on a connection the engine never heard of
+    h.submit(1, [])
+    let n = 0
+    for (let i = 0; i < 100 && n === 0; i++) {
+      n = h.take() as number
+      if (n === 0) await sleep(10)
+    }
+    t.is(n, 1)
+    t.deepEqual([...new Int32Array(takeMemory!)], [8, 0, -3, -1, 0])
+    h.close()
+  }
+  // One fact each, exported for the facade: the arenas' cap, and the records' cap (in records; records() takes fields).
+  t.is(native.layout.maxSwapSize, 2 ** 30)
+  t.is(native.layout.maxRecords, 2 ** 24)
+})
+
+// Needs /proc/self/status (Linux); under emulation (TIME_SCALE > 1) the limit would bound the emulator's address space too.
+const canLimitMemory = process.platform === 'linux' && TIME_SCALE === 1
+;(canLimitMemory ? test : test.skip)('record memory under the cap that the system cannot give is an ERR_MEMORY_ALLOCATION_FAILED error, not an abort', (t) => {
+  // The child measures its address space after setting up, and is then run again limited to that
+  // plus 128 MiB: record memory of the most records allowed (384 MiB) cannot be had.
+  const script = `
+    const native = require(process.env.GAIO_NATIVE)
+    const h = native.createWatcher(() => {}, 1024, 4096, -1, true)
+    h.records(6, 5)
+    if (process.env.GAIO_MEASURE) {
+      console.log(/VmPeak:\\s*(\\d+) kB/.exec(require('node:fs').readFileSync('/proc/self/status', 'utf8'))[1])
+    } else {
+      let outcome = 'allocated'
+      try { h.records(native.layout.maxRecords * native.layout.submitFields, 0) } catch (e) { outcome = e.code }
+      h.records(6, 5)
+      h.close()
+      console.log(outcome)
+    }`
+  const run = (limitKb: string, measure: boolean) =>
+    spawnSync('/bin/sh', ['-c', 'ulimit -v "$LIMIT" && exec "$NODE" -e "$SCRIPT"'], {
+      env: { ...process.env, NODE: process.execPath, SCRIPT: script, LIMIT: limitKb, GAIO_NATIVE: nativePath, ...(measure ? { GAIO_MEASURE: '1' } : {}) },
+      encoding: 'utf8',
+      timeout: 30_000,
+    })
+  const measured = run('unlimited', true)
+  t.is(measured.status, 0, measured.stderr)
+  const limited = run(String(Number(measured.stdout.trim()) + 128 * 1024), false)
+  t.is(limited.signal, null, `no abort: ${limited.stderr}`)
+  t.is(limited.status, 0, limited.stderr)
+  t.is(limited.stdout.trim(), 'ERR_MEMORY_ALLOCATION_FAILED')
+})
+
+test('an extras element whose getter throws fails its own record (EINVAL); the rest of the batch is applied and submit does not throw', async (t) => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const native = require(nativePath) as Record<string, (...args: unknown[]) => unknown>
+  const server = createServer((socket) => socket.destroy())
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const port = (server.address() as { port: number }).port
+  for (const inline of [false, true]) {
+    const h = native.createWatcher(() => {}, 1024, 4096, -1, inline) as Record<string, (...args: unknown[]) => unknown>
+    t.teardown(() => h.close())
+    const [submitMemory, takeMemory] = h.records(3 * 6, 3 * 5) as ArrayBuffer[]
+    // A write whose buffer is behind a throwing getter, then a connect and a read that are fine.
+    new Int32Array(submitMemory!).set([2, 1, 0, 3, 0, -1, 4, 2, 77, port, 1, -1, 0, 3, 12345, 10, -1, -1])
+    let calls = 0
+    const extras: unknown[] = [undefined, '127.0.0.1']
+    Object.defineProperty(extras, 0, {
+      get() {
+        calls++
+        throw new Error('getter says no')
+      },
+    })
+    t.notThrows(() => h.submit(3, extras), `${inline ? 'inline' : 'thread'}: nothing left pending to throw`)
+    t.is(calls, 1, 'the element is read once')
+    const records = new Int32Array(takeMemory!)
+    const seen = new Map<number, number[]>()
+    for (let i = 0; i < 300 && seen.size < 3; i++) {
+      const n = h.take() as number
+      for (let at = 0; at < n * 5; at += 5) seen.set(records[at]!, [...records.subarray(at, at + 5)])
+      if (seen.size < 3) await sleep(10)
+    }
+    t.deepEqual(seen.get(1), [1, 0, 22, -1, 0], 'the write behind the getter: EINVAL')
+    const connect = seen.get(2)
+    t.deepEqual(connect?.slice(0, 4), [2, 0, 0, 3], 'the connect after it: connected (a socket)')
+    t.true(connect![4]! >= 0)
+    t.deepEqual(seen.get(3), [3, 0, -3, -1, 0], 'the read after it: applied (ERR_CONN_CLOSED: no such connection)')
+    h.close()
+  }
 })
 
 test("another watcher's Conn or Listener is refused with a TypeError", async (t) => {

@@ -11,6 +11,10 @@ interface Layout {
   /** Completion record: [req, size, error, where, offset]. */
   takeFields: number
   noDeadline: number
+  /** The largest swapSize (and so bufferSize) the native side takes. */
+  maxSwapSize: number
+  /** The most records either record memory may hold. */
+  maxRecords: number
   kinds: Record<'Read' | 'ReadFull' | 'Write' | 'Accept' | 'Connect' | 'Free' | 'CloseWrite', number>
   /** Where a completion's read bytes are, besides swap arena 0 or 1. */
   where: Record<'None' | 'Owned' | 'Socket', number>
@@ -52,5 +56,5 @@ export interface NativeWatcher {
 }
 
 export const native = loadAddon<Native>().binding
-export const { submitFields: SUBMIT_FIELDS, takeFields: TAKE_FIELDS, noDeadline: NO_DEADLINE, kinds: Kind, where: Where, errors: EngineErrors } = native.layout
+export const { submitFields: SUBMIT_FIELDS, takeFields: TAKE_FIELDS, noDeadline: NO_DEADLINE, maxSwapSize: MAX_SWAP_SIZE, kinds: Kind, where: Where, errors: EngineErrors } = native.layout
 export type Kind = number

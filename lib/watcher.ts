@@ -7,7 +7,7 @@ import { isIP, Socket } from 'node:net'
 import { inspect } from 'node:util'
 import { booleanOf, bytesOf, checkKeys, deadlineAt, integerIn, MAX_DELAY, MAX_TRANSFER, nonEmpty, optionsObject, transferable } from './args'
 import { Conn, ConnIds, DEAD_CONN_ID, Listener, WatcherScope, type ConnState } from './conn'
-import { EngineErrors, Kind, native, NO_DEADLINE, SUBMIT_FIELDS, TAKE_FIELDS, Where, type NativeWatcher } from './native'
+import { EngineErrors, Kind, MAX_SWAP_SIZE, native, NO_DEADLINE, SUBMIT_FIELDS, TAKE_FIELDS, Where, type NativeWatcher } from './native'
 import { enrolOwner, killTicket, retireOwner, trackForgotten } from './forgotten'
 import { errorFromCode, GaioError, invalidArgType, invalidArgValue, outOfRange, type ErrorPlace } from './errors'
 import { RequestTable } from './requests'
@@ -154,8 +154,8 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   constructor(options: WatcherOptions = {}) {
     const given = optionsObject(options, 'options') as WatcherOptions
     checkKeys(given, 'options', WATCHER_OPTIONS)
-    const bufferSize = integerIn(given.bufferSize ?? 65536, 1, 1 << 30, 'options.bufferSize')
-    const swapSize = integerIn(given.swapSize ?? Math.max(1 << 20, bufferSize), bufferSize, 1 << 30, 'options.swapSize')
+    const bufferSize = integerIn(given.bufferSize ?? 65536, 1, MAX_SWAP_SIZE, 'options.bufferSize')
+    const swapSize = integerIn(given.swapSize ?? Math.max(1 << 20, bufferSize), bufferSize, MAX_SWAP_SIZE, 'options.swapSize')
     const cpu = given.cpu === undefined ? -1 : integerIn(given.cpu, 0, 1 << 16, 'options.cpu')
     const mode = given.mode ?? 'thread'
     if (mode !== 'thread' && mode !== 'inline') throw invalidArgValue('options.mode', mode, "must be 'thread' or 'inline'")
@@ -462,27 +462,30 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   close(): void {
     if (this.scope.closed) return
     this.flush()
-    const closed = () => errorFromCode(EngineErrors.ERR_WATCHER_CLOSED)
-    for (const { waiting } of this.held.values()) {
-      for (const slot of waiting) this.local.push(this.finish(slot, 0, closed()))
-    }
-    this.held.clear()
-    // What the flush above released from a hold, or continued, never reached the engine.
-    for (const slot of this.queue) {
-      if (this.requests.kinds[slot] === Kind.Free) this.requests.release(slot)
-      else this.local.push(this.finish(slot, this.requests.sent[slot]!, closed()))
-    }
+    // What never reached the engine: what the flush above released from a hold or
+    // continued, the writes still held behind a chunked one, and names being looked up.
+    const queued = this.queue
     this.queue = []
-    for (const { context } of this.lookups) {
-      this.local.push({ operation: OpType.Connect, context, conn: this.deadConn(), buffer: null, size: 0, isSwapBuffer: false, error: closed() })
-    }
+    const held = [...this.held.values()].flatMap((hold) => hold.waiting)
+    this.held.clear()
+    const lookups = [...this.lookups]
     this.lookups.clear()
     this.scope.closed = true
     this.nativeWatcher.close()
     closeForgottenWatcher.unregister(this)
     retireOwner(this.forgottenOwner)
-    // collect() takes this.local itself (and replaces it): keep what it returns.
-    this.local = this.collect()
+    // Per connection, requests complete in the order made: what the engine had goes first.
+    const results = this.collect()
+    const closed = () => errorFromCode(EngineErrors.ERR_WATCHER_CLOSED)
+    for (const slot of queued) {
+      if (this.requests.kinds[slot] === Kind.Free) this.requests.release(slot)
+      else results.push(this.finish(slot, this.requests.sent[slot]!, errorFromCode(this.closedCode(slot))))
+    }
+    for (const slot of held) results.push(this.finish(slot, 0, closed()))
+    for (const { context } of lookups) {
+      results.push({ operation: OpType.Connect, context, conn: this.deadConn(), buffer: null, size: 0, isSwapBuffer: false, error: closed() })
+    }
+    this.local = results
     this.outstanding = 0
     this.settleWaiter()
   }
@@ -515,6 +518,11 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
 
   private newConn(): Conn {
     return new Conn(this.ids.allocate(), this.scope)
+  }
+
+  /** How a request the watcher's close cut short ends: one made after its connection was freed was doomed already. */
+  private closedCode(slot: number): number {
+    return this.requests.states[slot]!.id === DEAD_CONN_ID ? EngineErrors.ERR_CONN_CLOSED : EngineErrors.ERR_WATCHER_CLOSED
   }
 
   /** The new connection of an accept or connect that never came to be: its id is free again. */
@@ -635,12 +643,14 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   }
 
   private push(slot: number): void {
-    if (this.scope.closed || this.requests.states[slot]!.freed) {
+    if (this.scope.closed) {
       const created = this.requests.created.get(slot)
       if (created) this.unmake(created)
-      const code = this.scope.closed ? EngineErrors.ERR_WATCHER_CLOSED : EngineErrors.ERR_CONN_CLOSED
-      return this.deliverLocal(this.finish(slot, this.requests.sent[slot]!, errorFromCode(code)))
+      return this.deliverLocal(this.finish(slot, this.requests.sent[slot]!, errorFromCode(EngineErrors.ERR_WATCHER_CLOSED)))
     }
+    // A freed connection's request goes to the engine under an id that names nothing, to
+    // fail with ERR_CONN_CLOSED after what the connection had there, in the order made.
+    if (this.requests.states[slot]!.freed) this.requests.states[slot] = this.deadConn()
     this.retain(1)
     this.dispatch(slot)
   }
@@ -681,9 +691,10 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
 
   /** Counts requests not yet delivered; the first keeps the process alive, the last lets it go. */
   private retain(delta: number): void {
+    // Once closed, nothing keeps the process alive, and nothing is outstanding.
+    if (this.scope.closed) return
     const before = this.outstanding
     this.outstanding += delta
-    if (this.scope.closed) return
     if (before === 0 && this.outstanding > 0) this.nativeWatcher.keepAlive(true)
     else if (before > 0 && this.outstanding === 0) this.nativeWatcher.keepAlive(false)
   }
@@ -710,10 +721,15 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     let now = 0
     for (const slot of queue) {
       const kind = requests.kinds[slot]!
+      // Made after its connection was freed (see push): whatever it is, it crosses as a
+      // read of an id that names nothing, to fail there after what came before it.
+      const doomed = kind !== Kind.Free && requests.states[slot]!.id === DEAD_CONN_ID
       let conn = kind === Kind.Free ? requests.args[slot]! : requests.states[slot]!.id
       let arg = requests.args[slot]!
       let extra = -1
-      if (kind === Kind.Write) {
+      if (doomed) {
+        arg = 1
+      } else if (kind === Kind.Write) {
         // The caller may have detached or shrunk the buffer since the call.
         if (requests.buffers[slot]!.byteLength !== arg) {
           this.completeHere(slot, new GaioError('ERR_BUFFER_DETACHED', 'the buffer was detached before it was sent'))
@@ -749,7 +765,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
       }
       const deadline = requests.deadlines[slot]!
       const at = count * SUBMIT_FIELDS
-      records[at] = kind
+      records[at] = doomed ? Kind.Read : kind
       records[at + 1] = slot
       records[at + 2] = conn
       records[at + 3] = arg
@@ -865,7 +881,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   private complete(slot: number, size: number, code: number, where: number, offset: number): RawResult | null {
     const requests = this.requests
     const kind = requests.kinds[slot]!
-    const error = code === 0 ? null : errorFromCode(code, this.placeOf(slot))
+    const error = code === 0 ? null : errorFromCode(code === EngineErrors.ERR_WATCHER_CLOSED ? this.closedCode(slot) : code, this.placeOf(slot))
     if (kind === Kind.Accept || kind === Kind.Connect) {
       const created = requests.created.get(slot)!
       if (error) {

@@ -1,6 +1,7 @@
 //! The crossing format between the facade and the glue: record layouts,
-//! request kinds, where read bytes are, and the engine's error codes. Defined
-//! here only; the facade reads them from the addon's `layout` export.
+//! request kinds, where read bytes are, the engine's error codes, and the
+//! caps on the sizes the facade may ask for. Defined here only; the facade
+//! reads them from the addon's `layout` export.
 
 use gaio_engine::Error as EngineError;
 use node_api::{Env, Result, Value};
@@ -11,6 +12,16 @@ pub const SUBMIT_FIELDS: usize = 6;
 pub const TAKE_FIELDS: usize = 5;
 /// A submission's deadline field when it has none.
 pub const NO_DEADLINE: i32 = -1;
+
+/// The largest swap arena (`swapSize`), and so the largest swap read
+/// (`bufferSize`), in bytes: arena offsets and read sizes then fit a
+/// completion record's i32 fields with room to spare.
+pub const MAX_SWAP_SIZE: usize = 1 << 30;
+/// The most records either record memory may hold (`records()` takes lengths
+/// in fields: at most this many times the record's fields). Generous: a
+/// watcher has at most 2^20 connections, and the facade grows its memory to
+/// twice the batch it must hold, so batches of up to 2^23 requests fit.
+pub const MAX_RECORDS: usize = 1 << 24;
 
 pub const KIND_READ: i32 = 0;
 pub const KIND_READ_FULL: i32 = 1;
@@ -54,6 +65,8 @@ pub fn export(env: Env) -> Result<Value> {
     env.set_named(layout, "submitFields", env.uint32(SUBMIT_FIELDS as u32)?)?;
     env.set_named(layout, "takeFields", env.uint32(TAKE_FIELDS as u32)?)?;
     env.set_named(layout, "noDeadline", env.int32(NO_DEADLINE)?)?;
+    env.set_named(layout, "maxSwapSize", env.uint32(MAX_SWAP_SIZE as u32)?)?;
+    env.set_named(layout, "maxRecords", env.uint32(MAX_RECORDS as u32)?)?;
     let groups: [(&str, &[(&str, i32)]); 3] = [
         (
             "kinds",

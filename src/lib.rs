@@ -61,11 +61,23 @@ enum Driver {
 
 /// Record memory shared with JS through an external ArrayBuffer. Cells,
 /// because JS writes it between our calls while we hold a shared reference.
-struct Records(Box<[Cell<i32>]>);
+/// Never resized: JS holds a pointer to it.
+struct Records(Vec<Cell<i32>>);
 
 impl Records {
-    fn new(len: usize) -> Rc<Records> {
-        Rc::new(Records((0..len).map(|_| Cell::new(0)).collect()))
+    fn empty() -> Rc<Records> {
+        Rc::new(Records(Vec::new()))
+    }
+
+    /// `len` zeroed fields; an error, not an abort, if the system cannot give them.
+    fn new(len: usize) -> Result<Rc<Records>> {
+        let mut fields = Vec::new();
+        fields.try_reserve_exact(len).map_err(|_| Error::Code {
+            code: "ERR_MEMORY_ALLOCATION_FAILED".into(),
+            message: format!("cannot allocate {} bytes of record memory", len * 4),
+        })?;
+        fields.resize(len, Cell::new(0));
+        Ok(Rc::new(Records(fields)))
     }
 }
 
@@ -81,8 +93,8 @@ impl NativeWatcher {
             exchange: RefCell::new(exchange),
             driver,
             owned: RefCell::default(),
-            submit_records: RefCell::new(Records::new(0)),
-            take_records: RefCell::new(Records::new(0)),
+            submit_records: RefCell::new(Records::empty()),
+            take_records: RefCell::new(Records::empty()),
             socket_files: RefCell::default(),
         }
     }
@@ -143,7 +155,12 @@ impl NativeWatcher {
 
 /// createWatcher(onReady, bufferSize, swapSize, cpu, inline) -> the methods below.
 fn create_watcher(env: Env, args: &[Value]) -> Result<Value> {
-    let options = Options { swap_read_size: env.to_u32(args[1], "bufferSize")? as usize, arena_size: env.to_u32(args[2], "swapSize")? as usize };
+    // Capped here, before the engine allocates two arenas of swapSize.
+    let size = |i: usize, what: &str| match env.to_u32(args[i], what)? as usize {
+        n if n > MAX_SWAP_SIZE => Err(Error::Range(format!("{what} must be at most {MAX_SWAP_SIZE} (1 GiB)"))),
+        n => Ok(n),
+    };
+    let options = Options { swap_read_size: size(1, "bufferSize")?, arena_size: size(2, "swapSize")? };
     let cpu = usize::try_from(env.to_i32(args[3], "cpu")?).ok();
     let watcher = match (env.to_bool(args[4], "inline")?, cpu) {
         (true, Some(_)) => return Err(start_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, "cpu pins the poller thread; an inline watcher has none"))),
@@ -209,18 +226,29 @@ fn inline_watcher(env: Env, on_ready: Value, options: Options) -> Result<Rc<Nati
 }
 
 /// records(submitLen, takeLen) -> [Int32 ArrayBuffer, Int32 ArrayBuffer]:
-/// fresh record memory of those lengths (in fields), replacing the old.
+/// fresh record memory of those lengths (in fields, at most MAX_RECORDS
+/// records each), replacing the old. A call that throws replaces nothing:
+/// the memory the facade holds stays the memory read and written.
 fn records(env: Env, watcher: &NativeWatcher, args: &[Value]) -> Result<Value> {
-    let list = env.array(2)?;
-    for (i, (slot, what)) in [(&watcher.submit_records, "submitLen"), (&watcher.take_records, "takeLen")].into_iter().enumerate() {
+    let slots = [(&watcher.submit_records, "submitLen", SUBMIT_FIELDS), (&watcher.take_records, "takeLen", TAKE_FIELDS)];
+    let mut fresh = Vec::with_capacity(slots.len());
+    for (i, &(_, what, fields)) in slots.iter().enumerate() {
         let len = env.to_u32(args[i], what)? as usize;
-        let memory = Records::new(len);
+        if len > MAX_RECORDS * fields {
+            return Err(Error::Range(format!("{what} must be at most {} fields ({MAX_RECORDS} records)", MAX_RECORDS * fields)));
+        }
+        fresh.push(Records::new(len)?);
+    }
+    let list = env.array(2)?;
+    for (i, memory) in fresh.iter().enumerate() {
         let data = memory.0.as_ptr() as *mut u8;
         // SAFETY: the Rc handed over keeps the memory alive as long as the
         // ArrayBuffer; Rust only touches it through Cells, on the JS thread.
-        let buffer = unsafe { env.external_arraybuffer(data, len * 4, Box::new(memory.clone()))? };
-        slot.replace(memory);
+        let buffer = unsafe { env.external_arraybuffer(data, memory.0.len() * 4, Box::new(memory.clone()))? };
         env.set_element(list, i as u32, buffer)?;
+    }
+    for ((slot, ..), memory) in slots.into_iter().zip(fresh) {
+        slot.replace(memory);
     }
     Ok(list)
 }
@@ -262,15 +290,18 @@ fn submit(env: Env, watcher: &NativeWatcher, args: &[Value]) -> Result<Value> {
         let [kind, req, conn, arg, extra, deadline] = std::array::from_fn(|f| record[f].get());
         let (req, conn) = (req as u32, conn as u32);
         let deadline = u64::try_from(deadline).ok().map(|ms| *now.get_or_insert_with(Instant::now) + Duration::from_millis(ms));
-        if let (KIND_WRITE, Some(poller)) = (kind, inline) {
-            if let Ok(data) = env.element(extras, extra as u32).and_then(|v| env.typed_array(v, "write buffer")) {
-                // No JS runs during this call, so the buffer stays put while it is written.
-                poller.borrow_mut().write_now(req, conn, data.bytes(), deadline);
-                continue;
-            }
+        // Writes and connects name an element of `extras`: read once, here.
+        let extra = match kind {
+            KIND_WRITE | KIND_CONNECT => extra_element(env, extras, extra as u32),
+            _ => None,
+        };
+        if let (KIND_WRITE, Some(poller), Some(data)) = (kind, inline, extra.and_then(|v| write_buffer(env, v))) {
+            // No JS runs from here to the write, so the buffer stays put while it is written.
+            poller.borrow_mut().write_now(req, conn, data.bytes(), deadline);
+            continue;
         }
         // A record that cannot be read fails on its own: the rest of the batch goes ahead.
-        let submission = submission_of(env, watcher, extras, [kind, arg, extra], req, conn, deadline)
+        let submission = submission_of(env, watcher, extra, [kind, arg], req, conn, deadline)
             .unwrap_or_else(|error| Submission::Reject { req, error });
         match inline {
             Some(poller) => poller.borrow_mut().apply_now(submission),
@@ -281,12 +312,35 @@ fn submit(env: Env, watcher: &NativeWatcher, args: &[Value]) -> Result<Value> {
     env.boolean(watcher.advance())
 }
 
-/// The engine's form of one submission record.
+/// Element `index` of `extras`, or None if it cannot be read. Reading it may
+/// run JS (a getter, which may throw): a record that cannot be read fails on
+/// its own, so the exception is taken here, not left pending, where it would
+/// fail every later read of the batch and then be thrown from `submit` after
+/// the batch was applied anyway.
+fn extra_element(env: Env, extras: Value, index: u32) -> Option<Value> {
+    match env.element(extras, index) {
+        Ok(value) => Some(value),
+        Err(Error::Pending) => {
+            let _ = env.take_exception();
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// The bytes of a write, if `value` is a TypedArray the completion's i32 size
+/// can count (the facade never sends more than a 4 MiB chunk).
+fn write_buffer(env: Env, value: Value) -> Option<node_api::TypedArray> {
+    env.typed_array(value, "write buffer").ok().filter(|data| i32::try_from(data.bytes().len()).is_ok())
+}
+
+/// The engine's form of one submission record; `extra` is the element of
+/// `extras` that a write or a connect names, if it could be read.
 fn submission_of(
     env: Env,
     watcher: &NativeWatcher,
-    extras: Value,
-    [kind, arg, extra]: [i32; 3],
+    extra: Option<Value>,
+    [kind, arg]: [i32; 2],
     req: u32,
     conn: u32,
     deadline: Option<Instant>,
@@ -296,12 +350,12 @@ fn submission_of(
     Ok(match kind {
         KIND_READ | KIND_READ_FULL => Submission::Read { req, conn, len: len()?, full: kind == KIND_READ_FULL, deadline },
         KIND_WRITE => {
-            let data = env.element(extras, extra as u32).and_then(|v| env.typed_array(v, "write buffer")).map_err(|_| invalid)?;
+            let data = extra.and_then(|v| write_buffer(env, v)).ok_or(invalid)?;
             Submission::Write { req, conn, data: data.bytes().to_vec(), deadline }
         }
         KIND_ACCEPT => Submission::Accept { req, listener: arg as u32, conn },
         KIND_CONNECT => {
-            let target = env.element(extras, extra as u32).and_then(|v| env.to_string(v, "address")).map_err(|_| invalid)?;
+            let target = extra.ok_or(invalid).and_then(|v| env.to_string(v, "address").map_err(|_| invalid))?;
             Submission::Connect { req, conn, addr: parse_address(&target, arg)?, deadline }
         }
         KIND_CLOSE_WRITE => Submission::CloseWrite { req, conn },
@@ -343,6 +397,10 @@ fn take(env: Env, watcher: &NativeWatcher, _args: &[Value]) -> Result<Value> {
     let count = batch.completions.len();
     for (completion, out) in batch.completions.drain(..).zip(records.0.chunks_exact(TAKE_FIELDS)) {
         let Completion { req, size, error, data } = completion;
+        // The casts cannot wrap: a swap offset is below MAX_SWAP_SIZE (1 GiB);
+        // a size is at most a read's length (an i32 field) or a write's bytes
+        // (checked in `write_buffer`); an owned index is below the records'
+        // capacity (MAX_RECORDS); req is the record's own i32.
         let (place, offset) = match data {
             Data::None => (WHERE_NONE, 0),
             Data::Swap { arena, offset } => (arena as i32, offset as i32),

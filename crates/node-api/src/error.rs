@@ -15,7 +15,8 @@ pub enum Error {
     Pending,
     /// Thrown as `TypeError(message)`.
     Type(String),
-    /// Thrown as `RangeError(message)`.
+    /// Thrown as `RangeError(message)` with `.code = 'ERR_OUT_OF_RANGE'`, as
+    /// Node's own range errors (and the facade's argument checks) are.
     Range(String),
     /// Thrown as `Error(message)` with `.code = code`.
     Code { code: String, message: String },

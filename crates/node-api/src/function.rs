@@ -109,7 +109,7 @@ impl Env {
         let (create, code, message): (CreateError, _, _) = match e {
             Error::Pending => return Ok(()),
             Error::Type(message) => (sys::napi_create_type_error, None, message),
-            Error::Range(message) => (sys::napi_create_range_error, None, message),
+            Error::Range(message) => (sys::napi_create_range_error, Some("ERR_OUT_OF_RANGE".into()), message),
             Error::Code { code, message } => (sys::napi_create_error, Some(code), message),
         };
         let code = match code {
@@ -123,6 +123,17 @@ impl Env {
         })?;
         // SAFETY: see `env` module docs.
         self.check("napi_throw", unsafe { sys::napi_throw(self.0, error) })
+    }
+
+    /// Takes the pending JS exception, if there is one, so that the native
+    /// call can go on (Node-API calls that may run JS refuse to while one is
+    /// pending); the caller decides what it meant. `undefined` when none was.
+    pub fn take_exception(self) -> Result<Value> {
+        // SAFETY: see `env` module docs; `out` is a valid out-pointer.
+        self.out("napi_get_and_clear_last_exception", |out| unsafe {
+            sys::napi_get_and_clear_last_exception(self.0, out)
+        })
+        .map(Value)
     }
 
     /// Runs `f` on behalf of a call from JS: an `Err` or a panic is thrown,
