@@ -14,7 +14,7 @@ const manifest = readJson(join(root, 'package.json'))
 test('the root package ships exactly the facade, the loader, their types, README, LICENSE and CHANGELOG', (t) => {
   const [info] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' }))
   const files = (info.files as { path: string }[]).map((f) => f.path).sort()
-  t.deepEqual(files, ['CHANGELOG.md', 'LICENSE', 'README.md', 'index.d.ts', 'index.js', 'lib/args.d.ts', 'lib/args.js', 'lib/conn.d.ts', 'lib/conn.js', 'lib/errors.d.ts', 'lib/errors.js', 'lib/forgotten.d.ts', 'lib/forgotten.js', 'lib/loader.d.ts', 'lib/loader.js', 'lib/native.d.ts', 'lib/native.js', 'lib/requests.d.ts', 'lib/requests.js', 'lib/types.d.ts', 'lib/types.js', 'lib/watcher.d.ts', 'lib/watcher.js', 'package.json'])
+  t.deepEqual(files, ['CHANGELOG.md', 'LICENSE', 'README.md', 'index.d.ts', 'index.js', 'lib/args.d.ts', 'lib/args.js', 'lib/conn.d.ts', 'lib/conn.js', 'lib/delegate.d.ts', 'lib/delegate.js', 'lib/errors.d.ts', 'lib/errors.js', 'lib/forgotten.d.ts', 'lib/forgotten.js', 'lib/loader.d.ts', 'lib/loader.js', 'lib/native.d.ts', 'lib/native.js', 'lib/options.d.ts', 'lib/options.js', 'lib/requests.d.ts', 'lib/requests.js', 'lib/types.d.ts', 'lib/types.js', 'lib/waiter.d.ts', 'lib/waiter.js', 'lib/watcher.d.ts', 'lib/watcher.js', 'package.json'])
   t.is(manifest.license, 'MIT')
   t.regex(readFileSync(join(root, 'LICENSE'), 'utf8'), /^MIT License/)
   t.true(readFileSync(join(root, 'CHANGELOG.md'), 'utf8').includes(`## ${manifest.version}`), 'a CHANGELOG entry for this version')

@@ -2,17 +2,49 @@
 // number, and each of its fields an entry in that field's array. Ten thousand
 // idle connections each hold a pending read, and a few words per request in
 // columns cost less than an object per request (a header plus every field,
-// used or not).
+// used or not). The table also knows what each request completes as.
 
 import type { Conn, ConnState, Listener } from './conn'
-import type { Kind } from './native'
-import type { ConnLike } from './types'
+import type { ErrorPlace, GaioError } from './errors'
+import { Kind } from './native'
+import { OpType, type ConnLike } from './types'
 
 /** A connect's destination (an IP address, or `unix:` and a path) and the addresses to try if it fails. */
 export interface ConnectTarget {
   readonly address: string
   readonly fallbacks: readonly string[]
 }
+
+/** A result as the watcher builds it, before it is typed for the caller. */
+export interface RawResult {
+  operation: OpType
+  context: unknown
+  conn: ConnLike | Listener
+  buffer: ArrayBufferView | null
+  size: number
+  isSwapBuffer: boolean
+  error: GaioError | null
+}
+
+/** What each request kind completes as. */
+const OPERATIONS = new Map<number, OpType>([
+  [Kind.Read, OpType.Read],
+  [Kind.ReadFull, OpType.Read],
+  [Kind.Write, OpType.Write],
+  [Kind.Accept, OpType.Accept],
+  [Kind.Connect, OpType.Connect],
+  [Kind.CloseWrite, OpType.CloseWrite],
+])
+
+/** The system call a request's OS error came from, as Node names them. */
+const SYSCALLS = new Map<number, string>([
+  [Kind.Read, 'read'],
+  [Kind.ReadFull, 'read'],
+  [Kind.Write, 'write'],
+  [Kind.Accept, 'accept'],
+  [Kind.Connect, 'connect'],
+  [Kind.CloseWrite, 'shutdown'],
+])
 
 const INITIAL_SLOTS = 64
 
@@ -65,6 +97,29 @@ export class RequestTable {
     this.created.delete(slot)
     this.targets.delete(slot)
     this.freeSlots.push(slot)
+  }
+
+  /** What the request completes as. */
+  operation(slot: number): OpType {
+    return OPERATIONS.get(this.kinds[slot]!)!
+  }
+
+  /** The request's result with `size` bytes moved: its buffer is the bytes read, or what was given to write. */
+  result(slot: number, size: number, error: GaioError | null): RawResult {
+    const operation = this.operation(slot)
+    const bytes = this.buffers[slot] ?? null
+    const buffer = operation !== OpType.Read ? this.givens[slot] ?? null : bytes !== null && size > 0 ? bytes.subarray(0, size) : null
+    // A failed accept hands back its listener, as the request named it; a failed connect, its dead connection.
+    return { operation, context: this.contexts[slot], conn: this.conns[slot] as ConnLike, buffer, size, isSwapBuffer: false, error }
+  }
+
+  /** Where the request's OS error happened, for its message and fields. */
+  place(slot: number): ErrorPlace {
+    const syscall = SYSCALLS.get(this.kinds[slot]!)
+    const address = this.targets.get(slot)?.address
+    if (address === undefined) return { syscall }
+    if (address.startsWith('unix:')) return { syscall, path: address.slice('unix:'.length) }
+    return { syscall, address, port: this.args[slot]! }
   }
 
   private grow(): number {

@@ -5,17 +5,16 @@
 import { lookup, type LookupAddress } from 'node:dns'
 import { isIP, Socket } from 'node:net'
 import { inspect } from 'node:util'
-import { booleanOf, bytesOf, checkKeys, deadlineAt, integerIn, MAX_DELAY, MAX_TRANSFER, nonEmpty, optionsObject, transferable } from './args'
+import { bytesOf, deadlineAt, integerIn, MAX_DELAY, MAX_TRANSFER, nonEmpty, transferable } from './args'
 import { Conn, ConnIds, DEAD_CONN_ID, Listener, WatcherScope, type ConnState } from './conn'
-import { EngineErrors, Kind, MAX_SWAP_SIZE, native, NO_DEADLINE, SUBMIT_FIELDS, TAKE_FIELDS, Where, type NativeWatcher } from './native'
+import { delegatedConn, descriptorOf, handOver } from './delegate'
+import { errorFromCode, GaioError, invalidArgType, invalidArgValue, outOfRange } from './errors'
 import { enrolOwner, killTicket, retireOwner, trackForgotten } from './forgotten'
-import { errorFromCode, GaioError, invalidArgType, invalidArgValue, outOfRange, type ErrorPlace } from './errors'
-import { RequestTable } from './requests'
+import { EngineErrors, Kind, native, NO_DEADLINE, SUBMIT_FIELDS, TAKE_FIELDS, Where, type NativeWatcher } from './native'
+import { connectToOf, listenAtOf, signalOf, watcherConfigOf } from './options'
+import { RequestTable, type RawResult } from './requests'
 import { OpType, type ConnectOptions, type ConnLike, type Deadline, type ListenOptions, type OpResult, type WaitOptions, type WatcherOptions } from './types'
-
-// Watchers with a waitIO() in progress: like a goroutine blocked in WaitIO,
-// waiting keeps the watcher alive even if nothing else refers to it.
-const waiting = new Set<object>()
+import { abortError, PendingWait } from './waiter'
 
 const closeForgottenWatcher = new FinalizationRegistry<{ nativeWatcher: NativeWatcher; scope: WatcherScope; owner: number }>(({ nativeWatcher, scope, owner }) => {
   scope.closed = true
@@ -32,78 +31,6 @@ const WRITE_CHUNK = 4 << 20
 
 /** Every watcher's swap arenas: views into them are valid only until the next waitIO(). */
 const swapMemory = new WeakSet<ArrayBufferLike>()
-
-/** net.Sockets handed to a watcher, with the connection each became: one watcher each. */
-const delegated = new WeakMap<Socket, Conn>()
-
-const WATCHER_OPTIONS = ['bufferSize', 'swapSize', 'cpu', 'mode', 'silentWrites'] as const
-const LISTEN_OPTIONS = ['host', 'port', 'path', 'backlog', 'reusePort'] as const
-const CONNECT_OPTIONS = ['host', 'port', 'path', 'timeout'] as const
-const WAIT_OPTIONS = ['signal'] as const
-
-/** The system call a request's OS error came from, as Node names them. */
-const SYSCALLS = new Map<number, string>([
-  [Kind.Read, 'read'],
-  [Kind.ReadFull, 'read'],
-  [Kind.Write, 'write'],
-  [Kind.Accept, 'accept'],
-  [Kind.Connect, 'connect'],
-  [Kind.CloseWrite, 'shutdown'],
-])
-
-/** What each request kind completes as. */
-const OPERATIONS = new Map<number, OpType>([
-  [Kind.Read, OpType.Read],
-  [Kind.ReadFull, OpType.Read],
-  [Kind.Write, OpType.Write],
-  [Kind.Accept, OpType.Accept],
-  [Kind.Connect, OpType.Connect],
-  [Kind.CloseWrite, OpType.CloseWrite],
-])
-
-/** A result as the watcher builds it, before it is typed for the caller. */
-interface RawResult {
-  operation: OpType
-  context: unknown
-  conn: ConnLike | Listener
-  buffer: ArrayBufferView | null
-  size: number
-  isSwapBuffer: boolean
-  error: GaioError | null
-}
-
-function abortError(signal: AbortSignal): Error {
-  const error = new Error('The operation was aborted', { cause: signal.reason }) as Error & { code: string }
-  error.name = 'AbortError'
-  error.code = 'ABORT_ERR'
-  return error
-}
-
-/** A host argument; none means localhost. */
-function hostOf(host: unknown, what: string): string {
-  if (host === undefined) return 'localhost'
-  if (typeof host !== 'string') throw invalidArgType(what, 'of type string', host)
-  return host
-}
-
-/** A waitIO() options argument's signal, checked: a wrong one would leave a waiter nobody can settle. */
-function signalOf(options: unknown): AbortSignal | undefined {
-  const given = optionsObject(options, 'options') as WaitOptions
-  checkKeys(given, 'options', WAIT_OPTIONS)
-  if (given.signal !== undefined && !(given.signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', given.signal)
-  return given.signal
-}
-
-/** A Unix socket path and a TCP address exclude each other. */
-function eitherPathOrAddress(given: { host?: unknown; port?: unknown }): void {
-  if (given.host !== undefined || given.port !== undefined) throw invalidArgValue('options', given, 'takes either path, or host and port, not both')
-}
-
-function pathOf(path: unknown, what: string): string {
-  if (typeof path !== 'string') throw invalidArgType(what, 'of type string', path)
-  if (path === '') throw invalidArgValue(what, path, 'must be a non-empty path')
-  return path
-}
 
 /**
  * A poller with the connections given to it. Submit requests with a context
@@ -140,7 +67,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   /** Requests not yet delivered by waitIO(): while there are any, the process stays alive. */
   private outstanding = 0
   private local: RawResult[] = []
-  private waiter: { resolve: (r: RawResult[]) => void; reject: (e: Error) => void } | null = null
+  private readonly wait = new PendingWait<RawResult[]>(this)
   /** How this watcher's callbacks find it without keeping it alive. */
   private readonly self = new WeakRef(this as Watcher<unknown>)
   /** How the registry of forgotten connections names this watcher. */
@@ -152,17 +79,10 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
    * @example const w = new Watcher({ mode: 'inline' })
    */
   constructor(options: WatcherOptions = {}) {
-    const given = optionsObject(options, 'options') as WatcherOptions
-    checkKeys(given, 'options', WATCHER_OPTIONS)
-    const bufferSize = integerIn(given.bufferSize ?? 65536, 1, MAX_SWAP_SIZE, 'options.bufferSize')
-    const swapSize = integerIn(given.swapSize ?? Math.max(1 << 20, bufferSize), bufferSize, MAX_SWAP_SIZE, 'options.swapSize')
-    const cpu = given.cpu === undefined ? -1 : integerIn(given.cpu, 0, 1 << 16, 'options.cpu')
-    const mode = given.mode ?? 'thread'
-    if (mode !== 'thread' && mode !== 'inline') throw invalidArgValue('options.mode', mode, "must be 'thread' or 'inline'")
-    if (mode === 'inline' && cpu >= 0) throw invalidArgValue('options.cpu', cpu, 'pins the poller thread, and an inline watcher has none')
+    const { bufferSize, swapSize, cpu, mode, silentWrites } = watcherConfigOf(options)
     this.mode = mode
     this.bufferSize = bufferSize
-    this.silentWrites = booleanOf(given.silentWrites ?? false, 'options.silentWrites')
+    this.silentWrites = silentWrites
     try {
       this.nativeWatcher = native.createWatcher(Watcher.readyCallback(this.self), bufferSize, swapSize, cpu, mode === 'inline')
     } catch (e) {
@@ -195,23 +115,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
    */
   listen(options: ListenOptions = {}): Listener {
     if (this.scope.closed) throw new GaioError('ERR_WATCHER_CLOSED', 'the watcher is closed')
-    const given = optionsObject(options, 'options') as ListenOptions
-    checkKeys(given, 'options', LISTEN_OPTIONS)
-    const backlog = integerIn(given.backlog ?? 4096, 1, MAX_DELAY, 'options.backlog')
-    const reusePort = booleanOf(given.reusePort ?? false, 'options.reusePort')
-    let host = ''
-    let port = 0
-    let path = ''
-    if (given.path !== undefined) {
-      eitherPathOrAddress(given)
-      path = pathOf(given.path, 'options.path')
-    } else {
-      host = hostOf(given.host, 'options.host')
-      // Listening on a name would need a lookup first; localhost is the one name taken.
-      if (host === 'localhost') host = '127.0.0.1'
-      if (!isIP(host)) throw invalidArgValue('options.host', host, 'must be an IP address or "localhost"')
-      port = integerIn(given.port ?? 0, 0, 65535, 'options.port')
-    }
+    const { host, port, path, backlog, reusePort } = listenAtOf(options)
     this.flush()
     const id = this.ids.allocate()
     const bound = this.nativeWatcher.listen(id, host, port, path, backlog, reusePort)
@@ -248,16 +152,10 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
    * @example w.connect('upstream', { host: 'localhost', port: 6379, timeout: 2000 })
    */
   connect(context: Context, options: ConnectOptions): void {
-    const given = optionsObject(options, 'options') as ConnectOptions
-    checkKeys(given, 'options', CONNECT_OPTIONS)
-    const deadline = given.timeout === undefined ? NO_DEADLINE : Date.now() + integerIn(given.timeout, 0, MAX_DELAY, 'options.timeout')
-    if (given.path !== undefined) {
-      eitherPathOrAddress(given)
-      return this.enqueueConnect(context, [`unix:${pathOf(given.path, 'options.path')}`], -1, deadline)
-    }
-    // As node:net: an empty host is the local host (a lookup of '' finds nothing).
-    const host = hostOf(given.host, 'options.host') || 'localhost'
-    const port = integerIn(given.port, 1, 65535, 'options.port')
+    const to = connectToOf(options)
+    const { deadline } = to
+    if ('path' in to) return this.enqueueConnect(context, [`unix:${to.path}`], -1, deadline)
+    const { host, port } = to
     if (isIP(host) || this.scope.closed) return this.enqueueConnect(context, [host], port, deadline)
     // Names resolve first; the request counts as outstanding meanwhile.
     this.retain(1)
@@ -397,7 +295,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     } catch (e) {
       return Promise.reject(e)
     }
-    if (this.waiter) return Promise.reject(new GaioError('ERR_WAIT_PENDING', 'waitIO() is already waiting'))
+    if (this.wait.active) return Promise.reject(new GaioError('ERR_WAIT_PENDING', 'waitIO() is already waiting'))
     if (signal?.aborted) return Promise.reject(abortError(signal))
     if (this.scope.closed) {
       const left = this.takeLocal()
@@ -411,25 +309,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     } catch (e) {
       return Promise.reject(e)
     }
-    return new Promise<RawResult[]>((resolve, reject) => {
-      if (!signal) {
-        this.waiter = { resolve, reject }
-      } else {
-        const onAbort = () => {
-          if (this.waiter !== waiter) return
-          this.waiter = null
-          waiting.delete(this)
-          reject(abortError(signal))
-        }
-        const waiter = {
-          resolve: (r: RawResult[]) => (signal.removeEventListener('abort', onAbort), resolve(r)),
-          reject: (e: Error) => (signal.removeEventListener('abort', onAbort), reject(e)),
-        }
-        this.waiter = waiter
-        signal.addEventListener('abort', onAbort, { once: true })
-      }
-      waiting.add(this)
-    }).then((results) => this.typed(results))
+    return this.wait.begin(signal).then((results) => this.typed(results))
   }
 
   /**
@@ -561,22 +441,13 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     if (conn instanceof Conn) return this.own(conn)
     if ((conn as unknown) instanceof Listener) throw invalidArgValue('conn', conn, 'is a Listener: reads and writes need a connection')
     if (!(conn instanceof Socket)) throw invalidArgType('conn', 'an instance of Conn or net.Socket', conn)
-    const known = delegated.get(conn)
+    const known = delegatedConn(conn)
     if (known) return this.own(known)
     return delegate ? this.delegate(conn) : undefined
   }
 
   private delegate(socket: Socket): Conn {
-    const handle = (socket as unknown as { _handle?: { fd?: number; readStop?: () => void } })._handle
-    const fd = handle?.fd
-    if (typeof fd !== 'number' || fd < 0) throw invalidArgValue('conn', socket, 'is a net.Socket that is not connected (no file descriptor)')
-    if (socket.readableLength > 0) {
-      throw new GaioError('ERR_SOCKET_HAS_DATA', 'the net.Socket has already read data: delegate it before reading (for example in its connect callback, or with pauseOnConnect)')
-    }
-    // Destroying Node's copy would drop what it has not written yet.
-    if (socket.writableLength > 0) {
-      throw new GaioError('ERR_SOCKET_HAS_DATA', 'the net.Socket still has bytes queued for writing: delegate it once they are written (its write callback, or the drain event)')
-    }
+    const fd = descriptorOf(socket)
     this.flush()
     const state = this.newConn()
     const adopted = this.nativeWatcher.adopt(state.id, fd)
@@ -585,15 +456,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
       throw errorFromCode(-adopted, { syscall: 'dup' })
     }
     state.fd = adopted
-    // Node keeps the peer's address once read, but not its own after destroy():
-    // read both now, while its handle is open, and pin its own to the socket.
-    void socket.remoteAddress
-    const local = { localAddress: socket.localAddress, localPort: socket.localPort, localFamily: socket.localFamily }
-    handle!.readStop?.()
-    // The watcher owns a duplicate now; closing Node's copy sends nothing to the peer.
-    socket.destroy()
-    for (const [name, value] of Object.entries(local)) Object.defineProperty(socket, name, { value, configurable: true })
-    delegated.set(socket, state)
+    handOver(socket, state)
     this.track(state, socket)
     return state
   }
@@ -804,38 +667,30 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
 
   /** The request is over: its result, and its slot free for the next. */
   private finish(slot: number, size: number, error: GaioError | null): RawResult {
-    const result = this.resultOf(slot, size, error)
+    const result = this.requests.result(slot, size, error)
     this.requests.release(slot)
     return result
   }
 
   private onReady(): void {
-    if (!this.waiter) return
+    if (!this.wait.active) return
     if (this.scope.closed) return this.settleWaiter()
     let results: RawResult[]
     try {
       results = this.collect()
     } catch (e) {
       // Only an engine failure gets here; the waiter hears of it.
-      const waiter = this.waiter
-      this.waiter = null
-      waiting.delete(this)
-      return waiter.reject(e as Error)
+      return this.wait.reject(e as Error)
     }
     if (results.length) this.settleWaiter(results)
   }
 
   private settleWaiter(given?: RawResult[]): void {
-    const waiter = this.waiter
-    if (!waiter) return
+    if (!this.wait.active) return
     // Taken only when someone waits: close() keeps them for the next waitIO() otherwise.
     const results = given ?? this.takeLocal()
-    this.waiter = null
-    waiting.delete(this)
-    if (this.scope.closed && results.length === 0) {
-      return waiter.reject(new GaioError('ERR_WATCHER_CLOSED', 'the watcher is closed'))
-    }
-    waiter.resolve(results)
+    if (this.scope.closed && results.length === 0) this.wait.reject(new GaioError('ERR_WATCHER_CLOSED', 'the watcher is closed'))
+    else this.wait.resolve(results)
   }
 
   private takeLocal(): RawResult[] {
@@ -847,7 +702,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   private deliverLocal(result: RawResult): void {
     this.local.push(result)
     this.retain(1)
-    if (this.waiter) queueMicrotask(() => this.onReady())
+    if (this.wait.active) queueMicrotask(() => this.onReady())
   }
 
   /** Takes the engine's completions and any local results, as result objects. */
@@ -881,7 +736,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   private complete(slot: number, size: number, code: number, where: number, offset: number): RawResult | null {
     const requests = this.requests
     const kind = requests.kinds[slot]!
-    const error = code === 0 ? null : errorFromCode(code === EngineErrors.ERR_WATCHER_CLOSED ? this.closedCode(slot) : code, this.placeOf(slot))
+    const error = code === 0 ? null : errorFromCode(code === EngineErrors.ERR_WATCHER_CLOSED ? this.closedCode(slot) : code, requests.place(slot))
     if (kind === Kind.Accept || kind === Kind.Connect) {
       const created = requests.created.get(slot)!
       if (error) {
@@ -896,7 +751,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
       }
       if (where === Where.Socket) created.fd = offset
       if (kind === Kind.Accept) this.track(created)
-      const result = { operation: OPERATIONS.get(kind)!, context: requests.contexts[slot], conn: created, buffer: null, size: 0, isSwapBuffer: false, error }
+      const result = { operation: requests.operation(slot), context: requests.contexts[slot], conn: created, buffer: null, size: 0, isSwapBuffer: false, error }
       requests.release(slot)
       return result
     }
@@ -941,24 +796,5 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
       return null
     }
     return this.finish(slot, sent, failure)
-  }
-
-  /** Where a request's OS error happened, for its message and fields. */
-  private placeOf(slot: number): ErrorPlace {
-    const syscall = SYSCALLS.get(this.requests.kinds[slot]!)
-    const address = this.requests.targets.get(slot)?.address
-    if (address === undefined) return { syscall }
-    if (address.startsWith('unix:')) return { syscall, path: address.slice('unix:'.length) }
-    return { syscall, address, port: this.requests.args[slot]! }
-  }
-
-  private resultOf(slot: number, size: number, error: GaioError | null): RawResult {
-    const requests = this.requests
-    const operation = OPERATIONS.get(requests.kinds[slot]!)!
-    const bytes = requests.buffers[slot] ?? null
-    // A read hands back the bytes it read, as a view of the caller's memory; a write, what was given.
-    const buffer = operation !== OpType.Read ? requests.givens[slot] ?? null : bytes !== null && size > 0 ? bytes.subarray(0, size) : null
-    // A failed accept hands back its listener, as the request named it; a failed connect, its dead connection.
-    return { operation, context: requests.contexts[slot], conn: requests.conns[slot] as ConnLike, buffer, size, isSwapBuffer: false, error }
   }
 }
