@@ -1,8 +1,9 @@
 // Shared test helpers. Other spec files may add to this file: append only.
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { Watcher, Listener, Conn, OpType, GaioError, type OpResult, type WatcherOptions } from '../index'
+import { loadAddon } from '../lib/loader'
 
 /**
  * How much slower than a native machine the tests may run: every time limit
@@ -320,6 +321,49 @@ export function isReadInto(result: OpResult, given: ArrayBufferView): boolean {
 
 /** The built entry point, for child processes: they load gaio as a user does. */
 export const indexJs = join(__dirname, '..', 'index.js')
+
+/**
+ * What `attempt` (statements given `native`, the addon, and `Watcher`) ends
+ * with when the system cannot give the memory it asks for: the code of what it
+ * threw, or 'allocated'. The child measures its address space after loading
+ * gaio and making a small native watcher (/proc/self/status), and is then run
+ * again limited to that plus 128 MiB (`ulimit -v`). A 32-bit guest under an
+ * emulator lives in address space the emulator reserved beforehand, which the
+ * limit does not bound: there the child fills that space itself (elsewhere,
+ * 512 MiB that it can allocate despite the limit says the limit failed).
+ * `after` runs next, to show that the process still works.
+ */
+export function outcomeWithoutMemory(attempt: string, after: string): { outcome: string; signal: NodeJS.Signals | null; status: number | null; stderr: string } {
+  const script = `
+    const native = require(process.env.GAIO_NATIVE)
+    const { Watcher } = require(process.env.GAIO_INDEX)
+    const h = native.createWatcher(() => {}, 1024, 4096, -1, true)
+    h.records(6, 5)
+    if (process.env.GAIO_MEASURE) {
+      console.log(/VmPeak:\\s*(\\d+) kB/.exec(require('node:fs').readFileSync('/proc/self/status', 'utf8'))[1])
+    } else {
+      const ballast = []
+      try { ballast.push(Buffer.allocUnsafeSlow(512 << 20)) } catch {}
+      if (ballast.length && process.arch === 'arm') {
+        try { for (;;) ballast.push(Buffer.allocUnsafeSlow(64 << 20)) } catch {}
+      }
+      let outcome = ballast.length && process.arch !== 'arm' ? 'the limit does not bind' : 'allocated'
+      try { ${attempt} } catch (e) { outcome = e.code }
+      ${after}
+      h.close()
+      console.log(outcome)
+    }`
+  const run = (limitKb: string, measure: boolean) =>
+    spawnSync('/bin/sh', ['-c', 'ulimit -v "$LIMIT" && exec "$NODE" -e "$SCRIPT"'], {
+      env: { ...process.env, NODE: process.execPath, SCRIPT: script, LIMIT: limitKb, GAIO_NATIVE: loadAddon().path, GAIO_INDEX: indexJs, ...(measure ? { GAIO_MEASURE: '1' } : {}) },
+      encoding: 'utf8',
+      timeout: 30_000,
+    })
+  const measured = run('unlimited', true)
+  if (measured.status !== 0) throw new Error(`measuring the address space failed: ${measured.stderr}`)
+  const limited = run(String(Number(measured.stdout.trim()) + 128 * 1024), false)
+  return { outcome: limited.stdout.trim(), signal: limited.signal, status: limited.status, stderr: limited.stderr }
+}
 
 /**
  * Runs `body` in a child Node limited to 256 descriptors (`ulimit -n`), after a

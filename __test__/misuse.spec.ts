@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process'
 import { createServer, Socket } from 'node:net'
 import { Conn, GaioError, Listener, OpType, Watcher, type OpResult } from '../index'
 import { loadAddon } from '../lib/loader'
-import { collectUntil, gaioPair, netClient, REFUSED_PORT, sleep, within, isReadInto } from './helpers'
+import { collectUntil, gaioPair, netClient, outcomeWithoutMemory, REFUSED_PORT, sleep, within, isReadInto } from './helpers'
 
 const nativePath = loadAddon().path
 
@@ -534,41 +534,19 @@ test('native sizes past their caps are RangeErrors before anything is allocated;
 })
 
 test('record memory under the cap that the system cannot give is an ERR_MEMORY_ALLOCATION_FAILED error, not an abort', (t) => {
-  // The child measures its address space after setting up (/proc/self/status), and is then run
-  // again limited to that plus 128 MiB: record memory of the most records allowed (384 MiB)
-  // cannot be had. A 32-bit guest under an emulator lives in address space the emulator
-  // reserved beforehand, which the limit does not bound: there the child fills that space
-  // itself (it can allocate 512 MiB despite the limit, which says so).
-  const script = `
-    const native = require(process.env.GAIO_NATIVE)
-    const h = native.createWatcher(() => {}, 1024, 4096, -1, true)
-    h.records(6, 5)
-    if (process.env.GAIO_MEASURE) {
-      console.log(/VmPeak:\\s*(\\d+) kB/.exec(require('node:fs').readFileSync('/proc/self/status', 'utf8'))[1])
-    } else {
-      const ballast = []
-      try { ballast.push(Buffer.allocUnsafeSlow(512 << 20)) } catch {}
-      if (ballast.length && process.arch === 'arm') {
-        try { for (;;) ballast.push(Buffer.allocUnsafeSlow(64 << 20)) } catch {}
-      }
-      let outcome = ballast.length && process.arch !== 'arm' ? 'the limit does not bind' : 'allocated'
-      try { h.records(native.layout.maxRecords * native.layout.submitFields, 0) } catch (e) { outcome = e.code }
-      h.records(6, 5)
-      h.close()
-      console.log(outcome)
-    }`
-  const run = (limitKb: string, measure: boolean) =>
-    spawnSync('/bin/sh', ['-c', 'ulimit -v "$LIMIT" && exec "$NODE" -e "$SCRIPT"'], {
-      env: { ...process.env, NODE: process.execPath, SCRIPT: script, LIMIT: limitKb, GAIO_NATIVE: nativePath, ...(measure ? { GAIO_MEASURE: '1' } : {}) },
-      encoding: 'utf8',
-      timeout: 30_000,
-    })
-  const measured = run('unlimited', true)
-  t.is(measured.status, 0, measured.stderr)
-  const limited = run(String(Number(measured.stdout.trim()) + 128 * 1024), false)
+  // Record memory of the most records allowed: 384 MiB.
+  const limited = outcomeWithoutMemory('h.records(native.layout.maxRecords * native.layout.submitFields, 0)', 'h.records(6, 5)')
   t.is(limited.signal, null, `no abort: ${limited.stderr}`)
   t.is(limited.status, 0, limited.stderr)
-  t.is(limited.stdout.trim(), 'ERR_MEMORY_ALLOCATION_FAILED')
+  t.is(limited.outcome, 'ERR_MEMORY_ALLOCATION_FAILED')
+})
+
+test('swap arenas under the cap that the system cannot give make new Watcher() throw ERR_WATCHER_START, not abort; a small watcher still starts', (t) => {
+  // Two arenas of 1 GiB.
+  const limited = outcomeWithoutMemory('new Watcher({ swapSize: 1 << 30 })', "new Watcher({ mode: 'inline', bufferSize: 1024, swapSize: 4096 }).close()")
+  t.is(limited.signal, null, `no abort: ${limited.stderr}`)
+  t.is(limited.status, 0, limited.stderr)
+  t.is(limited.outcome, 'ERR_WATCHER_START')
 })
 
 test('an extras element whose getter throws fails its own record (EINVAL); the rest of the batch is applied and submit does not throw', async (t) => {

@@ -11,6 +11,8 @@
 //! loss. A starved poller asks for that take even when it has nothing to
 //! deliver, since a consumer that takes only when notified would not.
 
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::io;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -29,12 +31,18 @@ unsafe impl Send for ArenaMemory {}
 unsafe impl Sync for ArenaMemory {}
 
 impl ArenaMemory {
-    fn new(len: usize) -> ArenaMemory {
-        // Zeroed memory comes from calloc/mmap: pages cost nothing until touched.
-        let boxed: Box<[u8]> = vec![0u8; len.max(1)].into_boxed_slice();
-        let len = boxed.len();
-        let ptr = NonNull::new(Box::into_raw(boxed) as *mut u8).expect("Box is never null");
-        ArenaMemory { ptr, len }
+    /// Fails with `OutOfMemory` where the system will not give `len` bytes:
+    /// a size the caller chose must not abort the process.
+    fn new(len: usize) -> io::Result<ArenaMemory> {
+        let layout = Self::layout(len)?;
+        // SAFETY: the layout's size is not zero (at least 1). Zeroed memory comes
+        // from calloc/mmap: its pages cost nothing until touched.
+        let ptr = NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        Ok(ArenaMemory { ptr, len: layout.size() })
+    }
+
+    fn layout(len: usize) -> io::Result<Layout> {
+        Layout::array::<u8>(len.max(1)).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))
     }
 
     pub fn as_ptr(&self) -> *mut u8 {
@@ -58,9 +66,9 @@ impl ArenaMemory {
 
 impl Drop for ArenaMemory {
     fn drop(&mut self) {
-        let slice = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len);
-        // SAFETY: ptr and len came from Box::into_raw of a boxed slice of this length.
-        drop(unsafe { Box::from_raw(slice) });
+        let layout = Self::layout(self.len).expect("the layout it was allocated with");
+        // SAFETY: ptr came from alloc_zeroed with this same layout, and is freed once.
+        unsafe { dealloc(self.ptr.as_ptr(), layout) };
     }
 }
 
@@ -76,14 +84,14 @@ pub(crate) struct SwapArenas {
 }
 
 impl SwapArenas {
-    pub fn new(size: usize) -> SwapArenas {
-        SwapArenas {
-            memory: [Arc::new(ArenaMemory::new(size)), Arc::new(ArenaMemory::new(size))],
+    pub fn new(size: usize) -> io::Result<SwapArenas> {
+        Ok(SwapArenas {
+            memory: [Arc::new(ArenaMemory::new(size)?), Arc::new(ArenaMemory::new(size)?)],
             fill: 0,
             offset: 0,
             reusable_at: [0, 0],
             touched: [false, false],
-        }
+        })
     }
 
     pub fn memory(&self) -> [Arc<ArenaMemory>; 2] {
@@ -138,7 +146,7 @@ mod tests {
 
     #[test]
     fn refills_an_arena_only_two_takes_after_publishing_from_it() {
-        let mut arenas = SwapArenas::new(8);
+        let mut arenas = SwapArenas::new(8).unwrap();
         let (a, off, _) = arenas.reserve(8, 0).unwrap();
         assert_eq!((a, off), (0, 0));
         arenas.commit(8);
@@ -157,7 +165,7 @@ mod tests {
 
     #[test]
     fn never_refills_an_arena_with_unpublished_bytes() {
-        let mut arenas = SwapArenas::new(8);
+        let mut arenas = SwapArenas::new(8).unwrap();
         arenas.reserve(8, 0).unwrap();
         arenas.commit(8);
         arenas.reserve(8, 0).unwrap(); // moves to arena 1; arena 0 is not published yet
@@ -167,7 +175,7 @@ mod tests {
 
     #[test]
     fn a_short_tail_is_used_when_the_other_arena_is_busy() {
-        let mut arenas = SwapArenas::new(8);
+        let mut arenas = SwapArenas::new(8).unwrap();
         arenas.reserve(6, 0).unwrap();
         arenas.commit(6);
         arenas.published(0);
@@ -224,7 +232,7 @@ mod tests {
         /// a read always gets room.
         #[test]
         fn live_regions_are_never_handed_out_again((size, ops) in ops()) {
-            let mut arenas = SwapArenas::new(size);
+            let mut arenas = SwapArenas::new(size).unwrap();
             let memory = arenas.memory();
             let mut takes = 0u64;
             let mut regions: Vec<Region> = Vec::new();

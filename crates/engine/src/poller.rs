@@ -409,7 +409,8 @@ impl Poller {
                     listener.readable = false;
                     listening.backoff = Duration::ZERO;
                 }
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ECONNABORTED)) => {}
+                // That connection is gone; the next in the backlog may be fine.
+                Err(e) if sys::accept_error_is_transient(&e) => {}
                 Err(e) => {
                     // EMFILE and friends: the connection stays in the backlog for
                     // the retry. The first failure of a shortage is reported, to

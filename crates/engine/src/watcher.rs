@@ -44,7 +44,7 @@ pub(crate) fn assemble(options: &Options, notify: impl Fn() + Send + Sync + 'sta
         sleeping: AtomicBool::new(false),
         armed: Armed::new(),
     });
-    let swap = SwapArenas::new(options.arena_size);
+    let swap = SwapArenas::new(options.arena_size)?;
     let exchange = Exchange::new(shared.clone(), swap.memory());
     Ok((exchange, Poller::new(poll, shared, swap, options.swap_read_size)))
 }

@@ -26,6 +26,12 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Whether an accept failed for that one connection only, so the next may
+/// succeed: a connection reset while it waited in the backlog.
+pub fn accept_error_is_transient(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EINTR | libc::ECONNABORTED))
+}
+
 /// Writes the slices in one call; SIGPIPE is off per socket (SO_NOSIGPIPE in prepare_stream).
 pub fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     let count = bufs.len().min(libc::c_int::MAX as usize) as libc::c_int;

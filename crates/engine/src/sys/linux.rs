@@ -25,6 +25,28 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Whether an accept failed for that one connection only, so the next may
+/// succeed: accept(2) on Linux passes errors already pending on the new
+/// connection up as its own, and asks callers to retry those as EAGAIN.
+/// (EMFILE and the like are not: a shortage fails every accept until it ends.)
+pub fn accept_error_is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(
+            libc::EINTR
+                | libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
+    )
+}
+
 /// Writes the slices in one call. MSG_NOSIGNAL turns a write to a closed peer
 /// into EPIPE instead of a process-killing SIGPIPE, whatever the host set up.
 pub fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
