@@ -167,8 +167,14 @@ impl Poller {
         if !self.apply_queued() {
             return false;
         }
+        let now = Instant::now();
         for _ in 0..CONNECTS_PER_TURN.min(self.connects.len()) {
             let Some(Submission::Connect { req, conn, addr, deadline }) = self.connects.pop_front() else { unreachable!() };
+            // Its deadline passed while it waited its turn: no connection, only to expire it.
+            if deadline.is_some_and(|at| at <= now) {
+                self.done.push(Completion::failed(req, Error::Deadline));
+                continue;
+            }
             match sys::connect(&addr).and_then(|fd| self.insert(conn, fd, Role::Connecting { req, deadline: None })) {
                 // The deadline only for a connect under way: a failed start has nothing to expire.
                 Ok(()) => {

@@ -557,3 +557,35 @@ fn a_read_full_longer_than_memory_allows_fails_the_read_not_the_poller() {
     w.submit([read(2, 1, 16)]);
     assert_eq!(turn_until(&mut w, &mut poller, 2), None, "the byte is still there for the next read");
 }
+
+#[test]
+fn a_connect_whose_deadline_passes_while_it_waits_its_turn_makes_no_connection() {
+    // At most 128 connects start per turn. One still waiting when its deadline
+    // passes fails there, without a socket, rather than connecting only to expire.
+    use std::os::fd::AsRawFd;
+    let (mut w, mut poller) = InlinePoller::start(&Options::default()).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: a listening socket's descriptor; listening again only sets its backlog,
+    // made room for every connect here, so each one started arrives.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 4096) }, 0);
+    listener.set_nonblocking(true).unwrap();
+    let addr = Address::Inet(listener.local_addr().unwrap());
+    let deadline = Some(Instant::now() + Duration::from_millis(30));
+    let count = 300;
+    w.submit((0..count).map(|i| Submission::Connect { req: i, conn: conn_id(i as u32 + 1, 1), addr: addr.clone(), deadline }));
+    poller.turn();
+    std::thread::sleep(Duration::from_millis(60));
+    let mut outcomes = Vec::new();
+    for _ in 0..100 {
+        poller.turn();
+        outcomes.extend(w.take().completions.iter().map(|c| c.error));
+        if outcomes.len() == count as usize {
+            break;
+        }
+    }
+    assert_eq!(outcomes.len(), count as usize, "every connect completes");
+    let expired = outcomes.iter().filter(|e| **e == Some(Error::Deadline)).count();
+    assert!(expired >= count as usize - 128, "only {expired} expired");
+    let arrived = std::iter::from_fn(|| listener.accept().ok()).count();
+    assert!(arrived <= 128, "{arrived} connections arrived: only the first turn's 128 started in time");
+}
