@@ -212,39 +212,44 @@ for (const mode of modes) {
   })
 }
 
-test('a poller thread that panics fails the waiting waitIO() with ERR_INTERNAL_PANIC and no longer holds the process open', async (t) => {
-  // The read's completion and the panic race: a waitIO() may take the read
-  // before the panic is recorded, so the read may come first, once. The held
-  // accept never completes: only the failure can let the process end.
-  const script = `
-    const { Watcher } = require(process.env.GAIO_INDEX)
-    const net = require('node:net')
-    const w = new Watcher({ mode: 'thread' })
-    const ln = w.listen({ host: '127.0.0.1', port: 0 })
-    w.accept('accept', ln)
-    const client = net.connect(ln.port, '127.0.0.1')
-    ;(async () => {
-      const [accepted] = await w.waitIO()
-      w.accept('held', ln)
-      w.read('pending', accepted.conn)
-      w.nativeWatcher._panicPoller()
-      client.end('x') // the read completes, and the poller panics telling JS so
-      const outcomes = []
-      while (outcomes.length < 3 && outcomes.at(-1) !== 'ERR_INTERNAL_PANIC') {
-        outcomes.push(await w.waitIO().then((rs) => rs.map((r) => r.context).join(), (e) => e.code))
-      }
-      console.log(JSON.stringify({ outcomes }))
-    })().catch((e) => { console.error(e); process.exit(2) })
-  `
-  const { code, signal, out } = await runChild(script)
-  t.is(signal, null, out)
-  t.is(code, 0, out)
-  const { outcomes } = report<{ outcomes: string[] }>(out)
-  t.true(
-    ['ERR_INTERNAL_PANIC', 'pending,ERR_INTERNAL_PANIC'].includes(outcomes.join()),
-    `outcomes: ${outcomes.join(' then ')}`,
-  )
-})
+for (const mode of modes) {
+  test(`[${mode}] a poller that panics fails the waiting waitIO() with ERR_INTERNAL_PANIC, no longer holds the process open, and close() after it does not throw`, async (t) => {
+    // The read's completion and the panic race: a waitIO() may take the read
+    // before the panic is recorded, so the read may come first, once. The held
+    // accept never completes: only the failure can let the process end.
+    const script = `
+      const { Watcher } = require(process.env.GAIO_INDEX)
+      const net = require('node:net')
+      const w = new Watcher({ mode: ${JSON.stringify(mode)} })
+      const ln = w.listen({ host: '127.0.0.1', port: 0 })
+      w.accept('accept', ln)
+      const client = net.connect(ln.port, '127.0.0.1')
+      ;(async () => {
+        const [accepted] = await w.waitIO()
+        w.accept('held', ln)
+        w.read('pending', accepted.conn)
+        w.nativeWatcher._panicPoller()
+        client.end('x') // the read completes, and the poller panics telling JS so
+        const outcomes = []
+        while (outcomes.length < 3 && outcomes.at(-1) !== 'ERR_INTERNAL_PANIC') {
+          outcomes.push(await w.waitIO().then((rs) => rs.map((r) => r.context).join(), (e) => e.code))
+        }
+        let closed = 'closed'
+        try { w.close() } catch (e) { closed = e.code }
+        console.log(JSON.stringify({ outcomes, closed }))
+      })().catch((e) => { console.error(e); process.exit(2) })
+    `
+    const { code, signal, out } = await runChild(script)
+    t.is(signal, null, out)
+    t.is(code, 0, out)
+    const { outcomes, closed } = report<{ outcomes: string[]; closed: string }>(out)
+    t.true(
+      ['ERR_INTERNAL_PANIC', 'pending,ERR_INTERNAL_PANIC'].includes(outcomes.join()),
+      `outcomes: ${outcomes.join(' then ')}`,
+    )
+    t.is(closed, 'closed', 'close() after the failure does not throw')
+  })
+}
 
 for (const mode of modes) {
   test(`[${mode}] a write whose buffer is detached before the flush completes with ERR_BUFFER_DETACHED and does not hold the process open`, async (t) => {

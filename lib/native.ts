@@ -51,7 +51,7 @@ export interface NativeWatcher {
   listen(conn: number, host: string, port: number, path: string, backlog: number, reusePort: boolean): number
   /** The duplicate's descriptor, or -errno. */
   adopt(conn: number, fd: number): number
-  /** A test hook: the poller thread panics at its next notification. */
+  /** A test hook: the poller panics at its next notification (on its thread, or in an inline turn). */
   _panicPoller(): void
 }
 

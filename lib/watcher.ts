@@ -336,7 +336,8 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
    * Closes every connection and stops the poller. Requests still pending
    * complete with ERR_WATCHER_CLOSED: a waitIO() in progress resolves with
    * them, or else the next call does. Unix listeners' socket files are removed
-   * before this returns. Idempotent.
+   * before this returns. Idempotent; it does not throw, not even after the poller
+   * failed (waitIO() reports that).
    * @example w.close()
    */
   close(): void {
@@ -355,7 +356,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     closeForgottenWatcher.unregister(this)
     retireOwner(this.forgottenOwner)
     // Per connection, requests complete in the order made: what the engine had goes first.
-    const results = this.collect()
+    const results = this.collectOrNothing()
     const closed = () => errorFromCode(EngineErrors.ERR_WATCHER_CLOSED)
     for (const slot of queued) {
       if (this.requests.kinds[slot] === Kind.Free) this.requests.release(slot)
@@ -703,6 +704,15 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     this.local.push(result)
     this.retain(1)
     if (this.wait.active) queueMicrotask(() => this.onReady())
+  }
+
+  /** collect(), for close(): a poller that failed has nothing to give, and waitIO() reports the failure, not close(). */
+  private collectOrNothing(): RawResult[] {
+    try {
+      return this.collect()
+    } catch {
+      return this.takeLocal()
+    }
   }
 
   /** Takes the engine's completions and any local results, as result objects. */

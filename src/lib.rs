@@ -46,14 +46,14 @@ struct NativeWatcher {
     /// listener is freed or the watcher closes, at once (as Node does), so
     /// the path can be listened on again before the poller gets round to it.
     socket_files: RefCell<HashMap<u32, PathBuf>>,
+    /// Makes the poller's next notification panic, for the test of what follows.
+    panic_next: Arc<AtomicBool>,
 }
 
 /// What runs the poller's turns, and how JS learns that it should take.
 enum Driver {
-    /// A thread of the poller's own, which calls `ready` (None once
-    /// released). `panic_next` makes its next notification panic, for the
-    /// test of what follows.
-    Thread { poller: RefCell<PollerThread>, ready: Arc<Mutex<Option<ThreadsafeFunction>>>, panic_next: Arc<AtomicBool> },
+    /// A thread of the poller's own, which calls `ready` (None once released).
+    Thread { poller: RefCell<PollerThread>, ready: Arc<Mutex<Option<ThreadsafeFunction>>> },
     /// Node's loop, watching the poll descriptor (`watch`, None once closed)
     /// and running each turn on the JS thread.
     Inline { poller: RefCell<InlinePoller>, watch: RefCell<Option<LoopWatch>> },
@@ -88,7 +88,7 @@ impl Drop for NativeWatcher {
 }
 
 impl NativeWatcher {
-    fn new(exchange: Exchange, driver: Driver) -> NativeWatcher {
+    fn new(exchange: Exchange, driver: Driver, panic_next: Arc<AtomicBool>) -> NativeWatcher {
         NativeWatcher {
             exchange: RefCell::new(exchange),
             driver,
@@ -96,6 +96,7 @@ impl NativeWatcher {
             submit_records: RefCell::new(Records::empty()),
             take_records: RefCell::new(Records::empty()),
             socket_files: RefCell::default(),
+            panic_next,
         }
     }
 
@@ -195,21 +196,24 @@ fn threaded_watcher(env: Env, on_ready: Value, options: Options, cpu: Option<usi
     let panic_next = Arc::new(AtomicBool::new(false));
     let panic_flag = panic_next.clone();
     let notify = move || {
-        if panic_flag.swap(false, Ordering::Relaxed) {
-            panic!("deliberate poller panic for the lifetime test");
-        }
+        panic_if_asked(&panic_flag);
         if let Some(tsfn) = notify_ready.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             tsfn.call();
         }
     };
     let (exchange, poller) = PollerThread::start(&options, cpu, notify).map_err(start_error)?;
-    Ok(Rc::new(NativeWatcher::new(exchange, Driver::Thread { poller: RefCell::new(poller), ready, panic_next })))
+    Ok(Rc::new(NativeWatcher::new(exchange, Driver::Thread { poller: RefCell::new(poller), ready }, panic_next)))
 }
 
 fn inline_watcher(env: Env, on_ready: Value, options: Options) -> Result<Rc<NativeWatcher>> {
-    let (exchange, poller) = InlinePoller::start(&options).map_err(start_error)?;
+    let panic_next = Arc::new(AtomicBool::new(false));
+    let panic_flag = panic_next.clone();
+    // The turn that calls this also tells JS, by its result.
+    let notify = move || panic_if_asked(&panic_flag);
+    let (exchange, poller) = InlinePoller::start(&options, notify).map_err(start_error)?;
     let fd = poller.poll_fd().expect("an open inline poller has a poll descriptor");
-    let watcher = Rc::new(NativeWatcher::new(exchange, Driver::Inline { poller: RefCell::new(poller), watch: RefCell::new(None) }));
+    let driver = Driver::Inline { poller: RefCell::new(poller), watch: RefCell::new(None) };
+    let watcher = Rc::new(NativeWatcher::new(exchange, driver, panic_next));
     // Weak: the watcher owns the watch, and the watch must not keep it alive.
     let weak: Weak<NativeWatcher> = Rc::downgrade(&watcher);
     let on_wake = Box::new(move || {
@@ -447,12 +451,18 @@ fn keep_alive(env: Env, watcher: &NativeWatcher, args: &[Value]) -> Result<Value
     env.undefined()
 }
 
-/// _panicPoller(): the poller thread panics at its next notification (a test hook).
+/// _panicPoller(): the poller panics at its next notification, on its thread
+/// or in an inline turn (a test hook).
 fn panic_poller(env: Env, watcher: &NativeWatcher, _args: &[Value]) -> Result<Value> {
-    if let Driver::Thread { panic_next, .. } = &watcher.driver {
-        panic_next.store(true, Ordering::Relaxed);
-    }
+    watcher.panic_next.store(true, Ordering::Relaxed);
     env.undefined()
+}
+
+/// The notifier's side of `_panicPoller`.
+fn panic_if_asked(panic_next: &AtomicBool) {
+    if panic_next.swap(false, Ordering::Relaxed) {
+        panic!("deliberate poller panic for the lifetime test");
+    }
 }
 
 /// close(): stops the poller; its last completions stay for one more take.

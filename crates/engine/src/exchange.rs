@@ -8,6 +8,7 @@
 //! one larger batch. Each take may release swap space (see `arena.rs`), so a
 //! poller starved of it asks for a take even with nothing to deliver.
 
+use std::any::Any;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,10 +57,10 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Whether the consumer has reason to take: completions, or a starved
-    /// read that only a take can move on.
+    /// Whether the consumer has reason to take: completions, a starved read
+    /// that only a take can move on, or the poller's failure to hear of.
     pub fn wants_take(&self) -> bool {
-        !self.completions.is_empty() || self.starved
+        !self.completions.is_empty() || self.starved || self.failure.is_some()
     }
 
     /// Marks the consumer notified; true if this is the notification to send.
@@ -74,6 +75,23 @@ impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         // A poisoned lock only means a panic elsewhere; the state itself stays consistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a panic of the poller's for the consumer: the watcher stops,
+    /// and the next take reports the failure (see [`Exchange::failure`]).
+    pub fn record_panic(&self, panic: Box<dyn Any + Send>) {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let mut state = self.lock();
+        state.failure = Some(message);
+        state.stopped = true;
+        state.notified = true;
+        drop(state);
+        // Always: the panic may have cut short the notification that was on its way.
+        (self.notify)();
     }
 
     /// Queues requests and wakes the poller once for the lot. After close,

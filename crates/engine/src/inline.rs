@@ -4,6 +4,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,44 +18,45 @@ pub struct InlinePoller {
     shared: Arc<Shared>,
     /// None once closed.
     poller: Option<Box<Poller>>,
+    /// A turn panicked: the poller is not run again, and the next take
+    /// reports the failure, as a poller thread's panic is reported.
+    failed: bool,
 }
 
 impl InlinePoller {
     /// Makes a watcher whose turns the caller runs, on its own thread, with
     /// [`InlinePoller::turn`] when [`InlinePoller::poll_fd`] turns readable or
-    /// [`InlinePoller::timeout`] passes.
+    /// [`InlinePoller::timeout`] passes. `notify` runs inside a turn that
+    /// publishes completions; the consumer learns of them from the turn's
+    /// result anyway.
     #[must_use = "dropping the driver closes the watcher"]
-    pub fn start(options: &Options) -> io::Result<(Exchange, InlinePoller)> {
-        // Nobody to notify: the consumer learns what a turn did from its result.
-        let (exchange, poller) = assemble(options, || {})?;
+    pub fn start(options: &Options, notify: impl Fn() + Send + Sync + 'static) -> io::Result<(Exchange, InlinePoller)> {
+        let (exchange, poller) = assemble(options, notify)?;
         let shared = exchange.shared.clone();
-        Ok((exchange, InlinePoller { shared, poller: Some(Box::new(poller)) }))
+        Ok((exchange, InlinePoller { shared, poller: Some(Box::new(poller)), failed: false }))
     }
 
     /// Runs one turn without waiting. True if the consumer should take:
-    /// completions wait, or a starved read needs a take to go on.
+    /// completions wait, a starved read needs a take to go on, or a turn panicked.
     pub fn turn(&mut self) -> bool {
-        if let Some(poller) = &mut self.poller {
-            poller.turn(Some(Duration::ZERO));
-        }
+        self.run(|poller| poller.turn(Some(Duration::ZERO)));
         self.shared.lock().wants_take()
     }
 
     /// [`InlinePoller::turn`] without asking the kernel for readiness: what
     /// a consumer runs right after submitting, so that writes go out at once.
     pub fn advance(&mut self) -> bool {
-        if let Some(poller) = &mut self.poller {
-            poller.advance();
-        }
+        self.run(Poller::advance);
         self.shared.lock().wants_take()
     }
 
     /// Applies one request at once, after anything queued on the exchange;
-    /// once closed, it completes with [`crate::Error::WatcherClosed`].
+    /// once closed (or failed), it completes with [`crate::Error::WatcherClosed`].
     pub fn apply_now(&mut self, submission: Submission) {
-        match &mut self.poller {
-            Some(poller) => poller.apply_now(submission),
-            None => self.shared.submit([submission]),
+        let mut unapplied = Some(submission);
+        self.run(|poller| poller.apply_now(unapplied.take().expect("applied once")));
+        if let Some(submission) = unapplied {
+            self.shared.submit([submission]);
         }
     }
 
@@ -62,10 +64,28 @@ impl InlinePoller {
     /// nothing is queued ahead of it on the connection; only what the socket
     /// did not take is copied.
     pub fn write_now(&mut self, req: ReqId, conn: ConnId, data: &[u8], deadline: Option<Instant>) {
-        match &mut self.poller {
-            Some(poller) => poller.write_now(req, conn, data, deadline),
-            None => self.shared.submit([Submission::Write { req, conn, data: data.to_vec(), deadline }]),
+        if !self.run(|poller| poller.write_now(req, conn, data, deadline)) {
+            self.shared.submit([Submission::Write { req, conn, data: data.to_vec(), deadline }]);
         }
+    }
+
+    /// Runs `step` on the poller unless it is closed or failed (then false).
+    /// A panic is caught here: it must not unwind into the consumer's event
+    /// loop, and the poller's state after it is not to be trusted.
+    fn run<R>(&mut self, step: impl FnOnce(&mut Poller) -> R) -> bool {
+        if self.failed {
+            return false;
+        }
+        let Some(poller) = self.poller.as_deref_mut() else { return false };
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| {
+            let _ = step(&mut *poller);
+        })) {
+            self.failed = true;
+            // A second panic here would change nothing that the first did not.
+            let _ = catch_unwind(AssertUnwindSafe(|| poller.close_sockets()));
+            self.shared.record_panic(panic);
+        }
+        true
     }
 
     /// The descriptor that turns readable when a turn has work; None once closed.
@@ -85,8 +105,11 @@ impl InlinePoller {
         let Some(mut poller) = self.poller.take() else { return };
         self.shared.begin_close();
         // The last turn takes the queued submissions; closing, it does nothing else.
-        poller.turn(Some(Duration::ZERO));
-        poller.shut_down();
+        // A failed poller is not run again: dropping it closes its sockets.
+        if !self.failed {
+            poller.turn(Some(Duration::ZERO));
+            poller.shut_down();
+        }
         self.shared.mark_stopped();
     }
 }

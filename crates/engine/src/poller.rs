@@ -94,18 +94,7 @@ impl Poller {
     pub fn run_guarded(self) {
         let shared = self.shared.clone();
         if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run())) {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            let mut state = shared.lock();
-            state.failure = Some(message);
-            state.stopped = true;
-            state.notified = true;
-            drop(state);
-            // Always: the panic may have cut short the notification that was on its way.
-            (shared.notify)();
+            shared.record_panic(panic);
         }
     }
 
@@ -512,6 +501,13 @@ impl Poller {
         if notify {
             (self.shared.notify)();
         }
+    }
+
+    /// Closes every socket at once and completes nothing: what a poller that
+    /// failed leaves, so that its peers see their connections end. The poll
+    /// descriptor stays open for whoever still watches it.
+    pub fn close_sockets(&mut self) {
+        self.conns.clear();
     }
 
     /// Completes everything still pending with WatcherClosed and closes every socket.

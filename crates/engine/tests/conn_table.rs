@@ -87,7 +87,7 @@ fn drain(peer: &mut UnixStream) -> (Vec<u8>, bool) {
 
 impl Table {
     fn new() -> Table {
-        let (watcher, poller) = InlinePoller::start(&Options::default()).expect("watcher starts");
+        let (watcher, poller) = InlinePoller::start(&Options::default(), || {}).expect("watcher starts");
         Table { watcher, poller, slots: (0..SLOTS).map(|_| Slot::default()).collect(), next_req: 0 }
     }
 

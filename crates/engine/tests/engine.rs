@@ -204,7 +204,7 @@ fn a_closed_watcher_makes_no_listener_and_adopts_no_socket() {
 
 #[test]
 fn takes_reuse_the_vectors_of_earlier_batches() {
-    let (mut w, mut poller) = InlinePoller::start(&Options::default()).unwrap();
+    let (mut w, mut poller) = InlinePoller::start(&Options::default(), || {}).unwrap();
     // Reads on no connection complete in the next turn; the vectors' capacities tell them apart.
     let mut take_after = |reads: u32| {
         w.submit((0..reads).map(|req| read(req, 99, 64)));
@@ -299,7 +299,7 @@ fn the_poller_can_be_pinned_to_a_cpu() {
 
 #[test]
 fn an_inline_watcher_does_the_work_in_the_callers_turns() {
-    let (mut w, mut poller) = InlinePoller::start(&Options::default()).unwrap();
+    let (mut w, mut poller) = InlinePoller::start(&Options::default(), || {}).unwrap();
     let port = w.listen(1, &Address::Inet("127.0.0.1:0".parse().unwrap()), 16, false).unwrap();
     w.submit([Submission::Accept { req: 1, listener: 1, conn: 2 }]);
     let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -364,7 +364,7 @@ fn turn_until(w: &mut Exchange, poller: &mut InlinePoller, req: ReqId) -> Option
 #[test]
 fn requests_that_beat_their_deadline_leave_no_timeout_behind() {
     // Issue 8c: a finished request's deadline must not wake the poller.
-    let (mut w, mut poller) = InlinePoller::start(&Options::default()).unwrap();
+    let (mut w, mut poller) = InlinePoller::start(&Options::default(), || {}).unwrap();
     let (a, mut a_peer) = std::os::unix::net::UnixStream::pair().unwrap();
     let (b, mut b_peer) = std::os::unix::net::UnixStream::pair().unwrap();
     w.submit([Submission::AdoptStream { conn: 1, fd: a.into() }, Submission::AdoptStream { conn: 2, fd: b.into() }]);
@@ -438,7 +438,7 @@ fn a_consumer_that_takes_only_when_notified_is_told_when_a_starved_read_needs_a_
 
 #[test]
 fn an_inline_turn_asks_for_the_take_that_a_starved_read_needs() {
-    let (mut w, mut poller) = InlinePoller::start(&Options { swap_read_size: 8, arena_size: 8 }).unwrap();
+    let (mut w, mut poller) = InlinePoller::start(&Options { swap_read_size: 8, arena_size: 8 }, || {}).unwrap();
     let (a, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
     w.submit([Submission::AdoptStream { conn: 1, fd: a.into() }]);
     peer.write_all(&[7u8; 24]).unwrap();
@@ -460,7 +460,7 @@ fn an_inline_turn_asks_for_the_take_that_a_starved_read_needs() {
 fn sockets_waiting_for_swap_space_are_served_in_turn() {
     // Arenas of one read each: A has 100 reads queued ahead of B's one, and
     // bytes for all of them. B must not wait for A's hundred.
-    let (mut w, mut poller) = InlinePoller::start(&Options { swap_read_size: 8, arena_size: 8 }).unwrap();
+    let (mut w, mut poller) = InlinePoller::start(&Options { swap_read_size: 8, arena_size: 8 }, || {}).unwrap();
     let (a, mut a_peer) = std::os::unix::net::UnixStream::pair().unwrap();
     let (b, mut b_peer) = std::os::unix::net::UnixStream::pair().unwrap();
     w.submit([Submission::AdoptStream { conn: 1, fd: a.into() }, Submission::AdoptStream { conn: 2, fd: b.into() }]);
@@ -517,7 +517,7 @@ fn a_connect_freed_before_it_starts_fails_and_leaves_the_slot_to_its_next_holder
     // Connects start in the turn after they are applied (at most 128 a
     // turn), so a free can come while one waits; the connect must end there
     // instead of starting later and closing whoever holds the slot by then.
-    let (mut w, mut poller) = InlinePoller::start(&Options::default()).unwrap();
+    let (mut w, mut poller) = InlinePoller::start(&Options::default(), || {}).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let (first, next) = (conn_id(5, 1), conn_id(5, 2));
     w.submit([
@@ -536,7 +536,7 @@ fn a_connect_freed_before_it_starts_fails_and_leaves_the_slot_to_its_next_holder
 fn a_half_close_after_a_write_that_expired_on_a_full_socket_completes_at_once() {
     // The expired write left the socket full and the queue empty: the
     // half-close has nothing to wait for, however long the peer does not read.
-    let (mut w, mut poller) = InlinePoller::start(&Options::default()).unwrap();
+    let (mut w, mut poller) = InlinePoller::start(&Options::default(), || {}).unwrap();
     let (ours, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
     w.adopt(1, ours.as_fd()).unwrap();
     let soon = Some(Instant::now() + Duration::from_millis(20));
@@ -548,7 +548,7 @@ fn a_half_close_after_a_write_that_expired_on_a_full_socket_completes_at_once() 
 
 #[test]
 fn a_read_full_longer_than_memory_allows_fails_the_read_not_the_poller() {
-    let (mut w, mut poller) = InlinePoller::start(&Options::default()).unwrap();
+    let (mut w, mut poller) = InlinePoller::start(&Options::default(), || {}).unwrap();
     let (ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
     w.adopt(1, ours.as_fd()).unwrap();
     peer.write_all(b"x").unwrap();
@@ -563,7 +563,7 @@ fn a_connect_whose_deadline_passes_while_it_waits_its_turn_makes_no_connection()
     // At most 128 connects start per turn. One still waiting when its deadline
     // passes fails there, without a socket, rather than connecting only to expire.
     use std::os::fd::AsRawFd;
-    let (mut w, mut poller) = InlinePoller::start(&Options::default()).unwrap();
+    let (mut w, mut poller) = InlinePoller::start(&Options::default(), || {}).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     // SAFETY: a listening socket's descriptor; listening again only sets its backlog,
     // made room for every connect here, so each one started arrives.
@@ -588,4 +588,30 @@ fn a_connect_whose_deadline_passes_while_it_waits_its_turn_makes_no_connection()
     assert!(expired >= count as usize - 128, "only {expired} expired");
     let arrived = std::iter::from_fn(|| listener.accept().ok()).count();
     assert!(arrived <= 128, "{arrived} connections arrived: only the first turn's 128 started in time");
+}
+
+#[test]
+fn an_inline_turn_that_panics_stops_the_watcher_and_the_consumer_hears_of_it() {
+    // As with a poller thread: the panic is caught, recorded for the next
+    // take, and the poller is not run again; requests complete as closed.
+    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trigger = armed.clone();
+    let notify = move || assert!(!trigger.swap(false, std::sync::atomic::Ordering::Relaxed), "deliberate panic at publication");
+    let (mut w, mut poller) = InlinePoller::start(&Options::default(), notify).unwrap();
+    let (ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    w.adopt(1, ours.as_fd()).unwrap();
+    drop(ours); // the watcher holds a duplicate
+    w.submit([read(1, 1, 16)]);
+    assert!(!poller.turn(), "nothing to take yet");
+    armed.store(true, std::sync::atomic::Ordering::Relaxed);
+    peer.write_all(b"x").unwrap();
+    assert!(poller.turn(), "the consumer is asked to take");
+    assert!(w.failure().is_some_and(|m| m.contains("deliberate panic")), "{:?}", w.failure());
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(peer.read(&mut [0; 16]).unwrap(), 0, "its sockets are closed: the peer reads end of stream");
+    poller.apply_now(read(2, 1, 16));
+    assert!(poller.turn());
+    let errors: Vec<_> = w.take().completions.iter().map(|c| (c.req, c.error)).collect();
+    assert!(errors.contains(&(2, Some(Error::WatcherClosed))), "{errors:?}");
+    poller.close();
 }
