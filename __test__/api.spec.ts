@@ -328,6 +328,16 @@ for (const mode of modes) {
     t.regex(inspect(w), /outstanding: 0\b/, 'the silent writes were counted out, once each')
   })
 
+  test(`[${mode}] silentWrites: a write the socket takes whole at the flush is over there: nothing outstanding before any waitIO()`, async (t) => {
+    const w = watcher(t, mode, true)
+    const { conn, peer } = await halfOpenPeer(t, w)
+    const arrived = new Promise((resolve) => peer.once('data', resolve))
+    w.write('small', conn, Buffer.from('hello'))
+    await new Promise((resolve) => setImmediate(resolve)) // the flush has run
+    t.regex(inspect(w), /outstanding: 0\b/)
+    t.is(String(await within(5000, 'the bytes arrive', arrived)), 'hello')
+  })
+
   test(`[${mode}] silentWrites: a large write cut short by free() or close() between its chunks is delivered, with what got out`, async (t) => {
     const CHUNK = 4 << 20 // the facade's WRITE_CHUNK: the next goes when a waitIO() takes this one's completion
     for (const end of ['free', 'close'] as const) {

@@ -126,11 +126,10 @@ export interface WatcherOptions {
    * A write that completes whole delivers no result (default false): a
    * responder's steady state is then one completion per batch, its read. A
    * write that fails, in part or whole, and every closeWrite() still deliver one.
-   * A silent write still counts as outstanding (and keeps the process alive)
-   * until a waitIO() takes its completion, unless, in thread mode, the JS
-   * thread sent it whole at the flush (inline, every write's completion is
-   * the engine's): keep a waitIO() pending. It also hears of failures, and moves a
-   * write larger than 4 MiB on to its next chunk.
+   * A silent write that the socket takes whole at the flush is over there; one
+   * that waits for the socket counts as outstanding (and keeps the process
+   * alive) until a waitIO() takes its completion: keep a waitIO() pending. It
+   * also hears of failures, and moves a write larger than 4 MiB on to its next chunk.
    */
   silentWrites?: boolean
 }

@@ -600,9 +600,10 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
           continue
         }
         const state = requests.states[slot] as Conn
-        if (this.mode === 'thread' && state.writing === 0 && state.open) {
+        if (state.writing === 0 && state.open) {
           // Nothing of this connection's is queued in the engine, so nothing
-          // else writes to its socket now: send from here, no thread hop.
+          // else writes to its socket now: send from here. Sent whole, it
+          // completes here: no thread hop, no completion record.
           const sent = native.sendNow(state.fd, this.chunkOf(slot))
           if (sent < 0) {
             this.completeHere(slot, errorFromCode(-sent, { syscall: 'write' }))
