@@ -328,7 +328,7 @@ for (const mode of modes) {
     t.regex(inspect(w), /outstanding: 0\b/, 'the silent writes were counted out, once each')
   })
 
-  test(`[${mode}] silentWrites: a write the socket takes whole at the flush is over there: nothing outstanding before any waitIO()`, async (t) => {
+  test(`[${mode}] silentWrites: the one write of a flush, sent whole there, is over: nothing outstanding before any waitIO()`, async (t) => {
     const w = watcher(t, mode, true)
     const { conn, peer } = await halfOpenPeer(t, w)
     const arrived = new Promise((resolve) => peer.once('data', resolve))

@@ -126,10 +126,12 @@ export interface WatcherOptions {
    * A write that completes whole delivers no result (default false): a
    * responder's steady state is then one completion per batch, its read. A
    * write that fails, in part or whole, and every closeWrite() still deliver one.
-   * A silent write that the socket takes whole at the flush is over there; one
-   * that waits for the socket counts as outstanding (and keeps the process
-   * alive) until a waitIO() takes its completion: keep a waitIO() pending. It
-   * also hears of failures, and moves a write larger than 4 MiB on to its next chunk.
+   * A silent write that the watcher sends whole at the flush is over there
+   * (inline, any write with nothing queued ahead of it; threaded, the first
+   * such write of each flush); the others count as outstanding (and keep the
+   * process alive) until a waitIO() takes their completions: keep a waitIO()
+   * pending. It also hears of failures, and moves a write larger than 4 MiB on
+   * to its next chunk.
    */
   silentWrites?: boolean
 }

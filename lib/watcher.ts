@@ -29,6 +29,16 @@ const closeForgottenWatcher = new FinalizationRegistry<{ nativeWatcher: NativeWa
  */
 const WRITE_CHUNK = 4 << 20
 
+/**
+ * Threaded, the JS thread sends this many writes of a flush itself (no thread
+ * hop: what a ping-pong needs) and leaves the rest to the poller thread, which
+ * sends them while the JS thread goes on. With many connections a small
+ * message's cost is mostly the send's kernel work, all of it on the JS thread
+ * if it sent every write (benchmark/README.md, "Who sends"). Inline there is
+ * one thread either way, and the flush sends every write it can.
+ */
+const SENDS_HERE_PER_FLUSH = 1
+
 /** Every watcher's swap arenas: views into them are valid only until the next waitIO(). */
 const swapMemory = new WeakSet<ArrayBufferLike>()
 
@@ -583,6 +593,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     const extras: unknown[] = []
     let count = 0
     let now = 0
+    let sendsHere = this.mode === 'inline' ? Infinity : SENDS_HERE_PER_FLUSH
     for (const slot of queue) {
       const kind = requests.kinds[slot]!
       // Made after its connection was freed (see push): whatever it is, it crosses as a
@@ -600,10 +611,11 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
           continue
         }
         const state = requests.states[slot] as Conn
-        if (state.writing === 0 && state.open) {
+        if (state.writing === 0 && state.open && sendsHere > 0) {
           // Nothing of this connection's is queued in the engine, so nothing
           // else writes to its socket now: send from here. Sent whole, it
           // completes here: no thread hop, no completion record.
+          sendsHere--
           const sent = native.sendNow(state.fd, this.chunkOf(slot))
           if (sent < 0) {
             this.completeHere(slot, errorFromCode(-sent, { syscall: 'write' }))
