@@ -212,20 +212,32 @@ for (const mode of modes) {
   })
 }
 
+/**
+ * A child script: a watcher in `mode` that has accepted a connection (`accepted`)
+ * from a node:net `client`, then `body`, run in an async function (given `w`,
+ * `ln`, `net`, `client` and `accepted`; a throw exits with status 2).
+ */
+function withAcceptedConn(mode: string, body: string): string {
+  return `
+    const { Watcher } = require(process.env.GAIO_INDEX)
+    const net = require('node:net')
+    const w = new Watcher({ mode: ${JSON.stringify(mode)} })
+    const ln = w.listen({ host: '127.0.0.1', port: 0 })
+    w.accept('accept', ln)
+    const client = net.connect(ln.port, '127.0.0.1')
+    ;(async () => {
+      const [accepted] = await w.waitIO()
+      ${body}
+    })().catch((e) => { console.error(e); process.exit(2) })
+  `
+}
+
 for (const mode of modes) {
   test(`[${mode}] a poller that panics fails the waiting waitIO() with ERR_INTERNAL_PANIC, no longer holds the process open, and close() after it does not throw`, async (t) => {
     // The read's completion and the panic race: a waitIO() may take the read
     // before the panic is recorded, so the read may come first, once. The held
     // accept never completes: only the failure can let the process end.
-    const script = `
-      const { Watcher } = require(process.env.GAIO_INDEX)
-      const net = require('node:net')
-      const w = new Watcher({ mode: ${JSON.stringify(mode)} })
-      const ln = w.listen({ host: '127.0.0.1', port: 0 })
-      w.accept('accept', ln)
-      const client = net.connect(ln.port, '127.0.0.1')
-      ;(async () => {
-        const [accepted] = await w.waitIO()
+    const script = withAcceptedConn(mode, `
         w.accept('held', ln)
         w.read('pending', accepted.conn)
         w.nativeWatcher._panicPoller()
@@ -237,8 +249,7 @@ for (const mode of modes) {
         let closed = 'closed'
         try { w.close() } catch (e) { closed = e.code }
         console.log(JSON.stringify({ outcomes, closed }))
-      })().catch((e) => { console.error(e); process.exit(2) })
-    `
+    `)
     const { code, signal, out } = await runChild(script)
     t.is(signal, null, out)
     t.is(code, 0, out)
@@ -248,6 +259,45 @@ for (const mode of modes) {
       `outcomes: ${outcomes.join(' then ')}`,
     )
     t.is(closed, 'closed', 'close() after the failure does not throw')
+  })
+}
+
+for (const mode of modes) {
+  test(`[${mode}] after a poller panic nobody has heard of yet, a write goes to no other socket, and waitIO() after close() reports the panic`, async (t) => {
+    // Until the facade takes, it still names the failed watcher's descriptors:
+    // a number closed by then could be a new socket's (the lowest free one is
+    // taken first), so the failed watcher's sockets are only shut down.
+    const script = withAcceptedConn(mode, `
+        w.read('pending', accepted.conn)
+        w.nativeWatcher._panicPoller()
+        const ended = new Promise((resolve) => client.once('end', resolve))
+        client.write('x') // the read completes; the poller panics with no waitIO() to tell
+        await ended
+        client.destroy()
+        const leaked = []
+        const server = net.createServer((s) => s.on('data', (d) => leaked.push(String(d))))
+        await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+        const others = await Promise.all([0, 1, 2, 3].map(() => new Promise((resolve) => {
+          const c = net.connect(server.address().port, '127.0.0.1', () => resolve(c))
+          c.on('data', (d) => leaked.push(String(d)))
+        })))
+        w.write('late', accepted.conn, Buffer.from('leak'))
+        await new Promise((resolve) => setTimeout(resolve, 200))
+        w.close()
+        const outcomes = []
+        for (let i = 0; i < 3; i++) {
+          outcomes.push(await w.waitIO().then((rs) => rs.map((r) => r.context).join(), (e) => e.code))
+        }
+        for (const c of others) c.destroy()
+        server.close()
+        console.log(JSON.stringify({ leaked, outcomes }))
+    `)
+    const { code, signal, out } = await runChild(script)
+    t.is(signal, null, out)
+    t.is(code, 0, out)
+    const { leaked, outcomes } = report<{ leaked: string[]; outcomes: string[] }>(out)
+    t.deepEqual(leaked, [], 'the write reached no other socket')
+    t.deepEqual(outcomes, ['late', 'ERR_INTERNAL_PANIC', 'ERR_WATCHER_CLOSED'], 'the write failed; then the panic, once; then closed')
   })
 }
 

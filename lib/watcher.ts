@@ -77,6 +77,8 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   /** Requests not yet delivered by waitIO(): while there are any, the process stays alive. */
   private outstanding = 0
   private local: RawResult[] = []
+  /** What close() could not collect: the poller's failure, for the next waitIO() to report once. */
+  private failure: Error | null = null
   private readonly wait = new PendingWait<RawResult[]>(this)
   /** How this watcher's callbacks find it without keeping it alive. */
   private readonly self = new WeakRef(this as Watcher<unknown>)
@@ -310,7 +312,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     if (this.scope.closed) {
       const left = this.takeLocal()
       if (left.length) return Promise.resolve(this.typed(left))
-      return Promise.reject(new GaioError('ERR_WATCHER_CLOSED', 'the watcher is closed'))
+      return Promise.reject(this.closedError())
     }
     try {
       this.flush()
@@ -347,7 +349,8 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
    * complete with ERR_WATCHER_CLOSED: a waitIO() in progress resolves with
    * them, or else the next call does. Unix listeners' socket files are removed
    * before this returns. Idempotent; it does not throw, not even after the poller
-   * failed (waitIO() reports that).
+   * failed: then what the poller held gets no result, and the next waitIO()
+   * rejects with the failure (ERR_INTERNAL_PANIC) once nothing else is left.
    * @example w.close()
    */
   close(): void {
@@ -703,7 +706,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     if (!this.wait.active) return
     // Taken only when someone waits: close() keeps them for the next waitIO() otherwise.
     const results = given ?? this.takeLocal()
-    if (this.scope.closed && results.length === 0) this.wait.reject(new GaioError('ERR_WATCHER_CLOSED', 'the watcher is closed'))
+    if (this.scope.closed && results.length === 0) this.wait.reject(this.closedError())
     else this.wait.resolve(results)
   }
 
@@ -721,11 +724,20 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
 
   /** collect(), for close(): a poller that failed has nothing to give, and waitIO() reports the failure, not close(). */
   private collectOrNothing(): RawResult[] {
+    const reported = this.scope.failed
     try {
       return this.collect()
-    } catch {
+    } catch (e) {
+      if (!reported) this.failure = e as Error
       return this.takeLocal()
     }
+  }
+
+  /** Why a closed watcher's waitIO() ends: the failure close() met, once, then ERR_WATCHER_CLOSED. */
+  private closedError(): Error {
+    const failure = this.failure
+    this.failure = null
+    return failure ?? new GaioError('ERR_WATCHER_CLOSED', 'the watcher is closed')
   }
 
   /** Takes the engine's completions and any local results, as result objects. */

@@ -173,7 +173,7 @@ impl Conn {
                 // Every write queued before it has gone out (or expired); a
                 // half-close needs no room in the socket, so no edge either.
                 let close = self.writes.pop_front().expect("head exists");
-                let error = sys::shutdown_write(self.fd.as_fd()).err().map(Error::from);
+                let error = sys::shutdown(self.fd.as_fd(), std::net::Shutdown::Write).err().map(Error::from);
                 out.push(close.finish(error, deadlines));
                 continue;
             }

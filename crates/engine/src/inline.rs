@@ -39,7 +39,12 @@ impl InlinePoller {
     /// Runs one turn without waiting. True if the consumer should take:
     /// completions wait, a starved read needs a take to go on, or a turn panicked.
     pub fn turn(&mut self) -> bool {
-        self.run(|poller| poller.turn(Some(Duration::ZERO)));
+        if !self.run(|poller| poller.turn(Some(Duration::ZERO))) && self.failed {
+            // Else the consumer's loop would find the poll descriptor ready on every pass.
+            if let Some(poller) = &mut self.poller {
+                poller.discard_readiness(Some(Duration::ZERO));
+            }
+        }
         self.shared.lock().wants_take()
     }
 
@@ -82,7 +87,7 @@ impl InlinePoller {
         })) {
             self.failed = true;
             // A second panic here would change nothing that the first did not.
-            let _ = catch_unwind(AssertUnwindSafe(|| poller.close_sockets()));
+            let _ = catch_unwind(AssertUnwindSafe(|| poller.shut_down_sockets()));
             self.shared.record_panic(panic);
         }
         true
@@ -96,7 +101,8 @@ impl InlinePoller {
     /// When the next turn is due even without readiness (a deadline, or
     /// connects still waiting to start).
     pub fn timeout(&self) -> Option<Duration> {
-        self.poller.as_ref().and_then(|poller| poller.timeout())
+        // A failed poller's deadlines never expire: none is due.
+        self.poller.as_ref().filter(|_| !self.failed).and_then(|poller| poller.timeout())
     }
 
     /// Completes everything pending with [`crate::Error::WatcherClosed`] and

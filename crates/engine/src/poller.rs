@@ -90,15 +90,42 @@ impl Poller {
     }
 
     /// Runs until the watcher closes. A panic is recorded for the consumer
-    /// instead of silently killing the thread.
-    pub fn run_guarded(self) {
-        let shared = self.shared.clone();
-        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run())) {
-            shared.record_panic(panic);
+    /// instead of silently killing the thread; the sockets are shut down
+    /// then, and closed only once the consumer closes the watcher (see
+    /// [`Poller::shut_down_sockets`]).
+    pub fn run_guarded(mut self) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run())) {
+            Ok(()) => self.shut_down(),
+            Err(panic) => {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.shut_down_sockets()));
+                self.shared.record_panic(panic);
+                self.wait_for_close();
+            }
         }
     }
 
-    fn run(mut self) {
+    /// What a failed poller thread does until its consumer closes the watcher:
+    /// nothing but wait for the wake-up that close sends.
+    fn wait_for_close(&mut self) {
+        while !self.shared.lock().closing {
+            if !self.discard_readiness(None) {
+                return;
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for readiness and does nothing with it: what a
+    /// failed poller does, so that its poll descriptor (edge-triggered sockets
+    /// behind it) stops reporting ready to whoever watches it. False if the
+    /// poll itself failed.
+    pub fn discard_readiness(&mut self, timeout: Option<Duration>) -> bool {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::Interrupted,
+        }
+    }
+
+    fn run(&mut self) {
         loop {
             // Announce the sleep, then look: a submitter that queued before
             // the announcement is seen here; one after it sees `sleeping`.
@@ -107,10 +134,9 @@ impl Poller {
             self.wait(if idle { self.timeout() } else { Some(Duration::ZERO) });
             self.shared.sleeping.store(false, Ordering::SeqCst);
             if !self.advance() {
-                break;
+                return;
             }
         }
-        self.shut_down();
     }
 
     /// How long a turn may wait for readiness: until the next deadline or
@@ -503,11 +529,15 @@ impl Poller {
         }
     }
 
-    /// Closes every socket at once and completes nothing: what a poller that
-    /// failed leaves, so that its peers see their connections end. The poll
-    /// descriptor stays open for whoever still watches it.
-    pub fn close_sockets(&mut self) {
-        self.conns.clear();
+    /// Shuts every socket down at once and completes nothing: what a poller
+    /// that failed leaves, so that its peers see their connections end. The
+    /// descriptors stay open until the poller is dropped: its consumer may
+    /// still name them (a send from the JS thread) until it hears of the
+    /// failure, and a closed number could by then be another socket's.
+    pub fn shut_down_sockets(&mut self) {
+        for conn in self.conns.iter().flatten() {
+            let _ = sys::shutdown(conn.fd.as_fd(), std::net::Shutdown::Both);
+        }
     }
 
     /// Completes everything still pending with WatcherClosed and closes every socket.

@@ -608,7 +608,11 @@ fn an_inline_turn_that_panics_stops_the_watcher_and_the_consumer_hears_of_it() {
     assert!(poller.turn(), "the consumer is asked to take");
     assert!(w.failure().is_some_and(|m| m.contains("deliberate panic")), "{:?}", w.failure());
     peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    assert_eq!(peer.read(&mut [0; 16]).unwrap(), 0, "its sockets are closed: the peer reads end of stream");
+    assert_eq!(peer.read(&mut [0; 16]).unwrap(), 0, "its sockets are shut down: the peer reads end of stream");
+    assert!(poller.turn(), "the consumer is still asked to take");
+    let mut ready = libc::pollfd { fd: poller.poll_fd().unwrap(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, and the descriptor is open.
+    assert_eq!(unsafe { libc::poll(&mut ready, 1, 0) }, 0, "the poll descriptor does not stay ready: a loop watching it would spin");
     poller.apply_now(read(2, 1, 16));
     assert!(poller.turn());
     let errors: Vec<_> = w.take().completions.iter().map(|c| (c.req, c.error)).collect();

@@ -73,9 +73,14 @@ pub fn send(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
 }
 
 /// Ends the sending direction: the peer reads end of stream; reading goes on.
-pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
+pub fn shutdown(fd: BorrowedFd<'_>, how: std::net::Shutdown) -> io::Result<()> {
+    let how = match how {
+        std::net::Shutdown::Read => libc::SHUT_RD,
+        std::net::Shutdown::Write => libc::SHUT_WR,
+        std::net::Shutdown::Both => libc::SHUT_RDWR,
+    };
     // SAFETY: shutdown on an open descriptor.
-    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) }).map(drop)
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), how) }).map(drop)
 }
 
 /// The local and the peer's address of a TCP socket; None for what is not
