@@ -34,7 +34,7 @@ import { randomInt } from 'node:crypto'
 import { connect as netConnect, Socket } from 'node:net'
 import { Worker } from 'node:worker_threads'
 import { Conn, GaioError, Listener, OpType, Watcher, type ConnLike, type OpResult } from '../index'
-import { collectGarbage, gaioPair, indexJs, isReadInto, pattern, REFUSED_PORT, sleep, within } from './helpers'
+import { collectGarbage, gaioPair, indexJs, isReadInto, pattern, REFUSED_PORT, scaled, sleep, within } from './helpers'
 import { detach, fdsSettle, fdSummary, openFds, Poller } from './reliability'
 
 const SEED = process.env.GAIO_SEED !== undefined ? Number(process.env.GAIO_SEED) : randomInt(2 ** 31)
@@ -953,12 +953,16 @@ class Episode {
   }
 
   /** Keeps swap reads pending on each live side until nothing more arrives. */
-  async drain(ms: number) {
-    const until = Date.now() + ms
+  async drain() {
+    // Bounded by progress, not by a total: a reader with a tiny bufferSize needs 128 batches,
+    // many seconds on a loaded machine, and only a drain where nothing completes for a while is stuck.
+    const stalledAfter = scaled(5_000)
     let quietSince = Date.now()
-    // Stops once nothing came for 300 ms and every direction whose total is known has it all
-    // (a loaded machine can be quiet for 300 ms with bytes still to come), or at `ms`.
-    while (Date.now() < until && (Date.now() - quietSince < 300 || this.drainable().some((d) => d.received < d.written))) {
+    for (;;) {
+      const quiet = Date.now() - quietSince
+      // Done once nothing came for 300 ms and every direction whose total is known has it all
+      // (a loaded machine can be quiet for 300 ms with bytes still to come).
+      if (quiet >= stalledAfter || (quiet >= 300 && this.drainable().every((d) => d.received >= d.written))) break
       for (const side of this.sides) {
         if (side.freed || side.eof || side.broken || side.desync || side.wm.closed || !side.conn) continue
         for (let n = side.reads.filter((o) => !o.result).length; n < 64; n++) {
@@ -992,7 +996,7 @@ class Episode {
 
   async finish(graceful: boolean) {
     if (graceful && this.wms.some((wm) => !wm.closed)) {
-      await this.drain(10_000)
+      await this.drain()
       for (const side of this.sides) {
         side.freed = true
         if (side.conn) side.wm.w.free(side.conn)
