@@ -113,6 +113,41 @@ for (const mode of MODES) {
     t.true(bytesOf(view).equals(Buffer.alloc(16, 0xee)))
   })
 
+  test(`[${mode}] a flush of more requests than one crossing carries (65536): each completes once, in order, every byte in place`, async (t) => {
+    const { w, poller, client, server } = await pair(t, mode)
+    const ledger = new Ledger<number>()
+    const count = (1 << 16) + 1000
+    const bytes = pattern(7, count)
+    for (let i = 0; i < count; i++) w.write(ledger.add(i), client, bytes.subarray(i, i + 1))
+    const into = new Uint8Array(count)
+    w.readFull(ledger.add(-1), server, into)
+    await settle(poller, ledger, 20_000)
+    const writes = [...ledger.results].filter(([i]) => i >= 0)
+    t.deepEqual(writes.map(([i]) => i), Array.from({ length: count }, (_, i) => i))
+    t.true(writes.every(([, r]) => r.error === null && r.size === 1))
+    t.true(Buffer.from(into).equals(Buffer.from(bytes)))
+  })
+
+  test(`[${mode}] a write detached before its flush fails in its turn: after its connection's writes the engine has, before the later ones`, async (t) => {
+    const { w, poller, client, server } = await pair(t, mode)
+    const ledger = new Ledger<string>()
+    // More than the sockets hold, in writes of one chunk each: they wait in the engine for the peer.
+    const ahead = Array.from({ length: 4 }, (_, i) => pattern(i, 4 << 20))
+    ahead.forEach((bytes, i) => w.write(ledger.add(`ahead ${i}`), client, bytes))
+    await Promise.resolve()
+    const gone = new Uint8Array(64)
+    w.write(ledger.add('detached'), client, gone)
+    w.write(ledger.add('behind'), client, Buffer.from('behind'))
+    detach(gone)
+    const into = new Uint8Array((16 << 20) + 6)
+    w.readFull(ledger.add('peer'), server, into)
+    await settle(poller, ledger, 10_000)
+    t.deepEqual([...ledger.results.keys()].filter((k) => k !== 'peer'), ['ahead 0', 'ahead 1', 'ahead 2', 'ahead 3', 'detached', 'behind'])
+    t.is(ledger.results.get('detached')!.error?.code, 'ERR_BUFFER_DETACHED')
+    t.is(ledger.results.get('detached')!.size, 0)
+    t.true(Buffer.from(into.subarray(16 << 20)).equals(Buffer.from('behind')), 'nothing of the detached write went out')
+  })
+
   test(`[${mode}] detached and resized ArrayBuffers: ERR_EMPTY_BUFFER at the call, ERR_BUFFER_DETACHED after it; the connection goes on`, async (t) => {
     const { w, poller, client, server } = await pair(t, mode)
     // Detached before the call: it has no bytes, and the error says it may be detached.

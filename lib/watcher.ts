@@ -28,6 +28,13 @@ const closeForgottenWatcher = new FinalizationRegistry<{ nativeWatcher: NativeWa
  * 512 MiB write would otherwise double the caller's memory.
  */
 const WRITE_CHUNK = 4 << 20
+const NOTHING = new Uint8Array(0)
+
+/**
+ * The most records one crossing carries: a flush of more requests crosses in
+ * several, so the record memory stays small and within the addon's limit.
+ */
+const SUBMIT_BATCH = 1 << 16
 
 /**
  * Threaded, the JS thread sends this many writes of a flush itself (no thread
@@ -588,13 +595,14 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     const queue = this.queue
     if (queue.length === 0 || this.scope.closed) return
     this.queue = []
-    if (this.submitRecords.length < queue.length * SUBMIT_FIELDS) {
-      this.resizeRecords(2 * queue.length * SUBMIT_FIELDS, this.takeRecords.length)
+    if (this.submitRecords.length < Math.min(queue.length, SUBMIT_BATCH) * SUBMIT_FIELDS) {
+      this.resizeRecords(Math.min(2 * queue.length, SUBMIT_BATCH) * SUBMIT_FIELDS, this.takeRecords.length)
     }
     const records = this.submitRecords
     const requests = this.requests
-    const extras: unknown[] = []
+    let extras: unknown[] = []
     let count = 0
+    let ready = false
     let now = 0
     let sendsHere = this.mode === 'inline' ? Infinity : SENDS_HERE_PER_FLUSH
     for (const slot of queue) {
@@ -608,13 +616,14 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
       if (doomed) {
         arg = 1
       } else if (kind === Kind.Write) {
-        // The caller may have detached or shrunk the buffer since the call.
-        if (requests.buffers[slot]!.byteLength !== arg) {
-          this.completeHere(slot, new GaioError('ERR_BUFFER_DETACHED', 'the buffer was detached before it was sent'))
+        const state = requests.states[slot] as Conn
+        // The caller may have detached or resized the buffer since the call.
+        const detached = requests.buffers[slot]!.byteLength !== arg
+        if (detached && state.writing === 0) {
+          this.completeHere(slot, detachedError())
           continue
         }
-        const state = requests.states[slot] as Conn
-        if (state.writing === 0 && state.open && sendsHere > 0) {
+        if (!detached && state.writing === 0 && state.open && sendsHere > 0) {
           // Nothing of this connection's is queued in the engine, so nothing
           // else writes to its socket now: send from here. Sent whole, it
           // completes here: no thread hop, no completion record.
@@ -630,7 +639,8 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
             continue
           }
         }
-        const chunk = this.chunkOf(slot)
+        // A detached one crosses with no bytes, to fail in its turn behind this connection's writes.
+        const chunk = detached ? NOTHING : this.chunkOf(slot)
         arg = chunk.byteLength
         extra = extras.push(chunk) - 1
         state.writing++
@@ -653,9 +663,14 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
       records[at + 5] = deadline === NO_DEADLINE ? NO_DEADLINE : Math.max(0, Math.ceil(deadline - (now ||= Date.now())))
       count++
       if (kind === Kind.Free) requests.release(slot)
+      if (count === SUBMIT_BATCH) {
+        ready = this.nativeWatcher.submit(count, extras) || ready
+        count = 0
+        extras = []
+      }
     }
     // Inline, the writes went out during the call and completions may be waiting already.
-    if (this.nativeWatcher.submit(count, extras)) this.onReady()
+    if (this.nativeWatcher.submit(count, extras) || ready) this.onReady()
   }
 
   /** The part of a write the engine gets next: what is not sent yet, at most a chunk. */
@@ -825,11 +840,16 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
       return null
     }
     this.releaseHeld(slot)
-    const failure = error ?? (sent < length ? errorFromCode(cut) : null)
+    // The engine fails only a write of nothing so, and the facade sends nothing only for a detached buffer.
+    const failure = error?.code === 'ERR_EMPTY_BUFFER' ? detachedError() : (error ?? (sent < length ? errorFromCode(cut) : null))
     if (failure === null && this.silentWrites) {
       requests.release(slot)
       return null
     }
     return this.finish(slot, sent, failure)
   }
+}
+
+function detachedError(): GaioError {
+  return new GaioError('ERR_BUFFER_DETACHED', 'the buffer was detached before it was sent')
 }

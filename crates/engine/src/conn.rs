@@ -51,6 +51,7 @@ pub(crate) struct WriteRequest {
     written: usize,
     deadline: Option<Key>,
     /// A close-write: no bytes; at the head of the queue it shuts the sending side down.
+    /// A write with no bytes that is not one fails there.
     close: bool,
 }
 
@@ -169,12 +170,16 @@ impl Conn {
     /// Writes queued data until the queue is empty or the socket is full.
     pub fn pump_writes(&mut self, out: &mut Vec<Completion>, deadlines: &mut Deadlines) {
         while let Some(head) = self.writes.front() {
-            if head.close {
-                // Every write queued before it has gone out (or expired); a
-                // half-close needs no room in the socket, so no edge either.
-                let close = self.writes.pop_front().expect("head exists");
-                let error = sys::shutdown(self.fd.as_fd(), std::net::Shutdown::Write).err().map(Error::from);
-                out.push(close.finish(error, deadlines));
+            if head.data.is_empty() {
+                // A half-close or a write of nothing: every write queued before
+                // it has gone out (or expired), and it needs no room in the
+                // socket, so no edge either.
+                let head = self.writes.pop_front().expect("head exists");
+                let error = match head.close {
+                    true => sys::shutdown(self.fd.as_fd(), std::net::Shutdown::Write).err().map(Error::from),
+                    false => Some(Error::EmptyBuffer),
+                };
+                out.push(head.finish(error, deadlines));
                 continue;
             }
             if !self.writable {
@@ -182,7 +187,7 @@ impl Conn {
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
-            for (slice, w) in slices.iter_mut().zip(self.writes.iter().take_while(|w| !w.close)) {
+            for (slice, w) in slices.iter_mut().zip(self.writes.iter().take_while(|w| !w.data.is_empty())) {
                 *slice = IoSlice::new(&w.data[w.written..]);
                 count += 1;
             }

@@ -58,7 +58,8 @@ pub enum Submission {
     /// Read up to `len` bytes into the swap arena, or with `full`, exactly
     /// `len` bytes into memory of its own.
     Read { req: ReqId, conn: ConnId, len: usize, full: bool, deadline: Option<Instant> },
-    /// Write every byte of `data`.
+    /// Write every byte of `data`. A write of nothing fails with
+    /// [`Error::EmptyBuffer`] in its turn, after the writes queued before it.
     Write { req: ReqId, conn: ConnId, data: Vec<u8>, deadline: Option<Instant> },
     /// Accept one connection on `listener`; it becomes connection `conn`.
     Accept { req: ReqId, listener: ConnId, conn: ConnId },
@@ -139,13 +140,11 @@ impl Completion {
 }
 
 impl Submission {
-    /// A read or write of nothing, which could never make progress.
-    pub(crate) fn is_empty_transfer(&self) -> bool {
-        match self {
-            Submission::Read { len, .. } => *len == 0,
-            Submission::Write { data, .. } => data.is_empty(),
-            _ => false,
-        }
+    /// A read of nothing, which could never make progress. (A write of
+    /// nothing waits its turn to fail: a consumer may keep the order of its
+    /// writes' results that way.)
+    pub(crate) fn is_empty_read(&self) -> bool {
+        matches!(self, Submission::Read { len: 0, .. })
     }
 
     /// The request this submission completes, if it is one.

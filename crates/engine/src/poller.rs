@@ -301,8 +301,8 @@ impl Poller {
     }
 
     fn apply(&mut self, submission: Submission) {
-        if submission.is_empty_transfer() {
-            let req = submission.req().expect("reads and writes are requests");
+        if submission.is_empty_read() {
+            let req = submission.req().expect("reads are requests");
             return self.done.push(Completion::failed(req, Error::EmptyBuffer));
         }
         match submission {

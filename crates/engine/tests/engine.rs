@@ -262,6 +262,28 @@ fn large_writes_reach_a_slow_reader_intact() {
 }
 
 #[test]
+fn a_write_of_nothing_fails_in_its_turn_behind_the_writes_before_it() {
+    let mut h = Harness::new(Options::default());
+    let mut client = h.accept_one(1, 2);
+    // More than the socket takes at once: the first write waits for the reader.
+    let data = vec![5u8; 8 << 20];
+    h.submit(write(1, 2, &data));
+    h.submit(write(2, 2, &[]));
+    h.submit(write(3, 2, b"after"));
+    let reader = std::thread::spawn(move || {
+        let mut got = vec![0u8; (8 << 20) + 5];
+        client.read_exact(&mut got).unwrap();
+        got
+    });
+    let mut order = Vec::new();
+    while order.len() < 3 {
+        order.extend(h.wait().into_iter().map(|d| (d.req, d.size, d.error)));
+    }
+    assert_eq!(order, [(1, 8 << 20, None), (2, 0, Some(Error::EmptyBuffer)), (3, 5, None)]);
+    assert!(reader.join().unwrap().ends_with(b"after"));
+}
+
+#[test]
 fn swap_reads_wait_for_space_instead_of_losing_bytes() {
     // Arenas of 4 KiB: a 64 KiB stream needs many rounds of take-and-refill.
     let mut h = Harness::new(Options { swap_read_size: 1024, arena_size: 4096 });
