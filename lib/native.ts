@@ -56,5 +56,5 @@ export interface NativeWatcher {
 }
 
 export const native = loadAddon<Native>().binding
-export const { submitFields: SUBMIT_FIELDS, takeFields: TAKE_FIELDS, noDeadline: NO_DEADLINE, maxSwapSize: MAX_SWAP_SIZE, kinds: Kind, where: Where, errors: EngineErrors } = native.layout
+export const { submitFields: SUBMIT_FIELDS, takeFields: TAKE_FIELDS, noDeadline: NO_DEADLINE, maxSwapSize: MAX_SWAP_SIZE, maxRecords: MAX_RECORDS, kinds: Kind, where: Where, errors: EngineErrors } = native.layout
 export type Kind = number

@@ -1,5 +1,5 @@
 // The Watcher: it validates calls, queues submissions and flushes them to the
-// native side in one crossing per microtask, and turns the flat completion
+// native side once per microtask, and turns the flat completion
 // records the native side writes into result objects. See ARCHITECTURE.md.
 
 import { lookup, type LookupAddress } from 'node:dns'
@@ -10,7 +10,7 @@ import { Conn, ConnIds, DEAD_CONN_ID, Listener, WatcherScope, type ConnState } f
 import { delegatedConn, descriptorOf, handOver } from './delegate'
 import { errorFromCode, GaioError, invalidArgType, invalidArgValue, outOfRange } from './errors'
 import { enrolOwner, killTicket, retireOwner, trackForgotten } from './forgotten'
-import { EngineErrors, Kind, native, NO_DEADLINE, SUBMIT_FIELDS, TAKE_FIELDS, Where, type NativeWatcher } from './native'
+import { EngineErrors, Kind, MAX_RECORDS, native, NO_DEADLINE, SUBMIT_FIELDS, TAKE_FIELDS, Where, type NativeWatcher } from './native'
 import { connectToOf, listenAtOf, signalOf, watcherConfigOf } from './options'
 import { RequestTable, type RawResult } from './requests'
 import { OpType, type ConnectOptions, type ConnLike, type Deadline, type ListenOptions, type OpResult, type WaitOptions, type WatcherOptions } from './types'
@@ -589,7 +589,7 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
     queueMicrotask(() => this.flush())
   }
 
-  /** Hands every queued request to the engine in one call. */
+  /** Hands every queued request to the engine: one call, or one per SUBMIT_BATCH. */
   private flush(): void {
     this.flushScheduled = false
     const queue = this.queue
@@ -639,7 +639,9 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
             continue
           }
         }
-        // A detached one crosses with no bytes, to fail in its turn behind this connection's writes.
+        // A detached one crosses with no bytes, to fail in its turn behind this
+        // connection's writes: whenever that is, so with no deadline of its own.
+        if (detached) requests.deadlines[slot] = NO_DEADLINE
         const chunk = detached ? NOTHING : this.chunkOf(slot)
         arg = chunk.byteLength
         extra = extras.push(chunk) - 1
@@ -759,8 +761,11 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
   private collect(): RawResult[] {
     let count: number
     try {
-      // More completions than the records hold: grow them to fit, and take again (more may have come).
-      while ((count = this.nativeWatcher.take()) < 0) this.resizeRecords(this.submitRecords.length, -2 * count * TAKE_FIELDS)
+      // More completions than the records hold: grow them to fit, and take again (more may
+      // have come). Twice what fits, but within the addon's limit, unless they do not fit in that.
+      while ((count = this.nativeWatcher.take()) < 0) {
+        this.resizeRecords(this.submitRecords.length, Math.max(-count, Math.min(-2 * count, MAX_RECORDS)) * TAKE_FIELDS)
+      }
     } catch (e) {
       // The poller died and its sockets with it: no descriptor of ours may be used again.
       this.scope.failed = true

@@ -121,7 +121,8 @@ impl Conn {
     /// set only for a write that has to wait.
     pub fn write_now(&mut self, req: ReqId, data: &[u8], deadline: Option<Instant>, deadlines: &mut Deadlines) -> Option<Completion> {
         let mut written = 0;
-        if self.writes.is_empty() && self.writable {
+        // A write of nothing is queued, to fail in its turn (it would "send" whole).
+        if self.writes.is_empty() && self.writable && !data.is_empty() {
             match sys::send_vectored(self.fd.as_fd(), &[IoSlice::new(data)]) {
                 Ok(n) if n == data.len() => return Some(Completion { req, size: n, error: None, data: Data::None }),
                 Ok(n) => {

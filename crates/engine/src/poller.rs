@@ -268,7 +268,7 @@ impl Poller {
     /// An inline consumer's write: sent straight from `data` when the
     /// connection has nothing queued ahead of it (no copy), else queued.
     pub fn write_now(&mut self, req: ReqId, conn: ConnId, data: &[u8], deadline: Option<Instant>) {
-        if data.is_empty() || !self.apply_queued() {
+        if !self.apply_queued() {
             return self.apply_now(Submission::Write { req, conn, data: data.to_vec(), deadline });
         }
         match stream_mut(&mut self.conns, conn) {
