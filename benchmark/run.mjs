@@ -15,6 +15,7 @@ import os from 'node:os'
 import { ROOT, buildCeiling, listenDrops, now, settle, timeWait } from './lib/common.mjs'
 import { median, medianInterval, random, ratioInterval, shuffle } from './lib/stats.mjs'
 import { BASELINE, table, svg } from './lib/report.mjs'
+import { handoffsPerSecond } from './lib/handoff.mjs'
 
 const args = process.argv.slice(2)
 for (const a of args) {
@@ -118,6 +119,8 @@ if (unknown.length) {
 const baselineTimeWait = timeWait()
 console.log(`bench (${MODE.name}): ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), Node ${process.version}; client and server share these CPUs.`)
 console.log(`bench: seed ${seed} (--seed=${seed} repeats the order and the intervals); ${baselineTimeWait ?? '?'} sockets in TIME_WAIT at the start`)
+const handoffs = [await handoffsPerSecond()]
+console.log(`bench: ${Math.round(handoffs[0]).toLocaleString('en-US')} thread hand-offs per second (two threads taking turns through a futex; thread mode pays such hand-offs per message)`)
 const order = random(seed)
 const bootstrap = random(seed ^ 0x5bd1e995)
 for (const [what, why] of Object.entries(unavailable)) console.log(`bench: skipping ${what}: ${why}`)
@@ -207,11 +210,14 @@ function judge(target, better, row) {
 
 // ---- write ----------------------------------------------------------------------------
 
+handoffs.push(await handoffsPerSecond())
+console.log(`\nbench: ${Math.round(handoffs[1]).toLocaleString('en-US')} thread hand-offs per second at the end (${Math.round(handoffs[0]).toLocaleString('en-US')} at the start)`)
+
 const dir = join(ROOT, 'benchmark', 'results')
 mkdirSync(dir, { recursive: true })
 // The sweep's rows keep their points too, for whoever redraws the chart.
 for (const r of rows) if (r.workload === 'sweep' && sweepPoints[r.system]) r.points = sweepPoints[r.system]
-writeFileSync(join(dir, 'latest.json'), `${JSON.stringify({ mode: MODE.name, seed, node: process.version, cpus: os.cpus().length, rows }, null, 2)}\n`)
+writeFileSync(join(dir, 'latest.json'), `${JSON.stringify({ mode: MODE.name, seed, node: process.version, cpus: os.cpus().length, handoffs, rows }, null, 2)}\n`)
 const note = `gaio benchmark (${MODE.name}, seed ${seed}), ${new Date().toISOString().slice(0, 16)}Z, ${os.cpus().length} CPUs shared by client and server, Node ${process.version}`
 writeFileSync(join(dir, 'latest.svg'), svg(WORKLOADS, rows, sweepPoints, note))
 console.log(`\nwrote benchmark/results/latest.json and latest.svg (${(now() - started).toFixed(0)} s in all)`)
