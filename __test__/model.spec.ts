@@ -954,15 +954,17 @@ class Episode {
 
   /** Keeps swap reads pending on each live side until nothing more arrives. */
   async drain() {
-    // Bounded by progress, not by a total: a reader with a tiny bufferSize needs 128 batches,
-    // many seconds on a loaded machine, and only a drain where nothing completes for a while is stuck.
+    // Bounded by progress: a reader with a tiny bufferSize needs 128 batches, many seconds on a
+    // loaded machine, and only a drain where no bytes arrive for a while is stuck. The cap is for
+    // reads that complete without bytes and mark nothing (a defect the checks report).
     const stalledAfter = scaled(5_000)
+    const until = Date.now() + scaled(60_000)
     let quietSince = Date.now()
     for (;;) {
       const quiet = Date.now() - quietSince
       // Done once nothing came for 300 ms and every direction whose total is known has it all
       // (a loaded machine can be quiet for 300 ms with bytes still to come).
-      if (quiet >= stalledAfter || (quiet >= 300 && this.drainable().every((d) => d.received >= d.written))) break
+      if (quiet >= stalledAfter || Date.now() > until || (quiet >= 300 && this.drainable().every((d) => d.received >= d.written))) break
       for (const side of this.sides) {
         if (side.freed || side.eof || side.broken || side.desync || side.wm.closed || !side.conn) continue
         for (let n = side.reads.filter((o) => !o.result).length; n < 64; n++) {
@@ -970,15 +972,19 @@ class Episode {
           this.call(op, () => side.wm.w.read(op, side.conn!), true)
         }
       }
-      const before = this.pending
+      const before = this.receivedInAll()
       await this.pollAll()
-      if (this.pending !== before) quietSince = Date.now()
+      if (this.receivedInAll() !== before) quietSince = Date.now()
     }
     // Where both ends are open and every request on the direction has completed, every byte written was read.
     for (const { side, peer, written, received } of this.drainable()) {
       if (received !== written) this.problem(`${peer.name} → ${side.name}: ${written} bytes written, ${received} read after the drain`)
       else this.count('drained directions')
     }
+  }
+
+  private receivedInAll(): number {
+    return this.sides.reduce((sum, side) => sum + side.received, 0)
   }
 
   /** Directions with both ends open, every write completed and no readFull holding bytes back. */

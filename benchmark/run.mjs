@@ -120,7 +120,7 @@ const baselineTimeWait = timeWait()
 console.log(`bench (${MODE.name}): ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), Node ${process.version}; client and server share these CPUs.`)
 console.log(`bench: seed ${seed} (--seed=${seed} repeats the order and the intervals); ${baselineTimeWait ?? '?'} sockets in TIME_WAIT at the start`)
 const handoffs = [await handoffsPerSecond()]
-console.log(`bench: ${Math.round(handoffs[0]).toLocaleString('en-US')} thread hand-offs per second (two threads taking turns through a futex; thread mode pays such hand-offs per message)`)
+console.log(`bench: ${Math.round(handoffs[0]).toLocaleString('en-US')} thread hand-off round trips per second (two threads taking turns through a futex: what waking a sleeping thread costs here; thread mode wakes one per message)`)
 const order = random(seed)
 const bootstrap = random(seed ^ 0x5bd1e995)
 for (const [what, why] of Object.entries(unavailable)) console.log(`bench: skipping ${what}: ${why}`)
@@ -211,7 +211,7 @@ function judge(target, better, row) {
 // ---- write ----------------------------------------------------------------------------
 
 handoffs.push(await handoffsPerSecond())
-console.log(`\nbench: ${Math.round(handoffs[1]).toLocaleString('en-US')} thread hand-offs per second at the end (${Math.round(handoffs[0]).toLocaleString('en-US')} at the start)`)
+console.log(`\nbench: ${Math.round(handoffs[1]).toLocaleString('en-US')} thread hand-off round trips per second at the end (${Math.round(handoffs[0]).toLocaleString('en-US')} at the start)`)
 
 const dir = join(ROOT, 'benchmark', 'results')
 mkdirSync(dir, { recursive: true })

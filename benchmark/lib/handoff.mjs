@@ -1,9 +1,10 @@
 // How fast this machine hands control from one thread to a sleeping other and
 // back: two threads taking turns through a futex (Atomics.wait / notify), no
-// sockets, no gaio. Thread mode pays such hand-offs for every message (the JS
-// thread to the poller thread and back), so on a machine where they are slow its
-// in-process rows are slow too, and so is rust-engine's; run.mjs prints the rate
-// with every run so that a table can be read against its day.
+// sockets, no gaio. Thread mode wakes the JS thread from the poller thread for
+// every message (through an eventfd; either way a sleeping thread is woken),
+// so on a machine where that is slow its in-process ping-pong is slow
+// too, and so is rust-engine's; run.mjs prints the rate with every run so that a
+// table can be read against its day.
 
 import { Worker } from 'node:worker_threads'
 
@@ -31,7 +32,7 @@ export async function handoffsPerSecond(ms = 500) {
     for (let i = 0; i < 64; i++, trips++) {
       Atomics.store(turn, 0, 1)
       Atomics.notify(turn, 0)
-      Atomics.wait(turn, 0, 1)
+      if (Atomics.wait(turn, 0, 1, 5000) === 'timed-out') throw new Error('handoff: the worker stopped answering')
     }
     elapsed = performance.now() - start
   }
