@@ -1,5 +1,5 @@
 // Shared test helpers. Other spec files may add to this file: append only.
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { Watcher, Listener, Conn, OpType, GaioError, type OpResult, type WatcherOptions } from '../index'
@@ -327,13 +327,15 @@ export const indexJs = join(__dirname, '..', 'index.js')
  * with when the system cannot give the memory it asks for: the code of what it
  * threw, or 'allocated'. The child measures its address space after loading
  * gaio and making a small native watcher (/proc/self/status), and is then run
- * again limited to that plus 128 MiB (`ulimit -v`). A 32-bit guest under an
+ * again limited to that plus 256 MiB (`ulimit -v`): less than the smallest
+ * attempt (384 MiB), and room for an emulator's own heap, which the limit bounds
+ * too (qemu-aarch64 aborted in GLib's allocator with 128 MiB). A 32-bit guest under an
  * emulator lives in address space the emulator reserved beforehand, which the
  * limit does not bound: there the child fills that space itself (elsewhere,
  * 512 MiB that it can allocate despite the limit says the limit failed).
  * `after` runs next, to show that the process still works.
  */
-export function outcomeWithoutMemory(attempt: string, after: string): { outcome: string; signal: NodeJS.Signals | null; status: number | null; stderr: string } {
+export async function outcomeWithoutMemory(attempt: string, after: string): Promise<{ outcome: string; signal: NodeJS.Signals | null; status: number | null; stderr: string }> {
   const script = `
     const native = require(process.env.GAIO_NATIVE)
     const { Watcher } = require(process.env.GAIO_INDEX)
@@ -353,23 +355,32 @@ export function outcomeWithoutMemory(attempt: string, after: string): { outcome:
       h.close()
       console.log(outcome)
     }`
+  // Not spawnSync: a child that takes long (an emulator's) would stall every other test of the file.
   const once = (limitKb: string, measure: boolean) =>
-    spawnSync('/bin/sh', ['-c', 'ulimit -v "$LIMIT" && exec "$NODE" -e "$SCRIPT"'], {
-      env: { ...process.env, NODE: process.execPath, SCRIPT: script, LIMIT: limitKb, GAIO_NATIVE: loadAddon().path, GAIO_INDEX: indexJs, ...(measure ? { GAIO_MEASURE: '1' } : {}) },
-      encoding: 'utf8',
-      timeout: scaled(30_000),
-      // An emulator (qemu-user) short of address space for itself can wedge where it
-      // never delivers a SIGTERM to the program it runs (seen once in CI: 25 min at full CPU).
-      killSignal: 'SIGKILL',
+    new Promise<{ stdout: string; stderr: string; status: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+      const child = spawn('/bin/sh', ['-c', 'ulimit -v "$LIMIT" && exec "$NODE" -e "$SCRIPT"'], {
+        env: { ...process.env, NODE: process.execPath, SCRIPT: script, LIMIT: limitKb, GAIO_NATIVE: loadAddon().path, GAIO_INDEX: indexJs, ...(measure ? { GAIO_MEASURE: '1' } : {}) },
+        stdio: ['ignore', 'pipe', 'pipe'],
+        timeout: scaled(30_000),
+        // An emulator (qemu-user) short of address space for itself can wedge where it
+        // never delivers a SIGTERM to the program it runs (seen once in CI: 25 min at full CPU).
+        killSignal: 'SIGKILL',
+      })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+      child.on('error', reject)
+      child.on('close', (status, signal) => resolve({ stdout, stderr, status, signal }))
     })
   // Such a wedged emulator is the emulator's failure, not the program's: one more try.
-  const run = (limitKb: string, measure: boolean) => {
-    const first = once(limitKb, measure)
+  const run = async (limitKb: string, measure: boolean) => {
+    const first = await once(limitKb, measure)
     return first.signal === 'SIGKILL' ? once(limitKb, measure) : first
   }
-  const measured = run('unlimited', true)
+  const measured = await run('unlimited', true)
   if (measured.status !== 0) throw new Error(`measuring the address space failed: ${measured.stderr}`)
-  const limited = run(String(Number(measured.stdout.trim()) + 128 * 1024), false)
+  const limited = await run(String(Number(measured.stdout.trim()) + 256 * 1024), false)
   return { outcome: limited.stdout.trim(), signal: limited.signal, status: limited.status, stderr: limited.stderr }
 }
 

@@ -1,7 +1,6 @@
 // Misuse: bad input gets a clear TypeError / RangeError / GaioError at the
 // call, or a result with an error code; never a crash or a hang.
 import test from 'ava'
-import { spawnSync } from 'node:child_process'
 import { createServer, Socket } from 'node:net'
 import { Conn, GaioError, Listener, OpType, Watcher, type OpResult } from '../index'
 import { loadAddon } from '../lib/loader'
@@ -533,17 +532,17 @@ test('native sizes past their caps are RangeErrors before anything is allocated;
   t.is(native.layout.maxRecords, 2 ** 24)
 })
 
-test('record memory under the cap that the system cannot give is an ERR_MEMORY_ALLOCATION_FAILED error, not an abort', (t) => {
+test('record memory under the cap that the system cannot give is an ERR_MEMORY_ALLOCATION_FAILED error, not an abort', async (t) => {
   // Record memory of the most records allowed: 384 MiB.
-  const limited = outcomeWithoutMemory('h.records(native.layout.maxRecords * native.layout.submitFields, 0)', 'h.records(6, 5)')
+  const limited = await outcomeWithoutMemory('h.records(native.layout.maxRecords * native.layout.submitFields, 0)', 'h.records(6, 5)')
   t.is(limited.signal, null, `no abort: ${limited.stderr}`)
   t.is(limited.status, 0, limited.stderr)
   t.is(limited.outcome, 'ERR_MEMORY_ALLOCATION_FAILED')
 })
 
-test('swap arenas under the cap that the system cannot give make new Watcher() throw ERR_WATCHER_START, not abort; a small watcher still starts', (t) => {
+test('swap arenas under the cap that the system cannot give make new Watcher() throw ERR_WATCHER_START, not abort; a small watcher still starts', async (t) => {
   // Two arenas of 1 GiB.
-  const limited = outcomeWithoutMemory('new Watcher({ swapSize: 1 << 30 })', "new Watcher({ mode: 'inline', bufferSize: 1024, swapSize: 4096 }).close()")
+  const limited = await outcomeWithoutMemory('new Watcher({ swapSize: 1 << 30 })', "new Watcher({ mode: 'inline', bufferSize: 1024, swapSize: 4096 }).close()")
   t.is(limited.signal, null, `no abort: ${limited.stderr}`)
   t.is(limited.status, 0, limited.stderr)
   t.is(limited.outcome, 'ERR_WATCHER_START')

@@ -76,6 +76,8 @@ for arch in "${arches[@]}"; do
   done
   tally=$(grep -E '^\s*[0-9]+ (tests? (passed|failed)|known failure|tests? skipped|tests? todo|uncaught|unhandled)' "$log" | xargs echo)
   summary+=("$arch: $result in $((SECONDS - started)) s: ${tally:-no ava summary}")
+  # CI keeps only the end of its output: name what failed here, where it is seen.
+  while IFS= read -r failure; do summary+=("  $failure"); done < <(grep -E '^\s*✘' "$log" | head -20)
 done
 printf '\n==== test-arm summary ====\n'
 printf '%s\n' "${summary[@]}"
