@@ -140,6 +140,7 @@ for (const workload of WORKLOADS) {
   }
   const systems = workload.systems.filter((s) => !unavailable[s] && (!onlySystems || onlySystems.includes(s)))
   const rounds = MODE.runs[workload.id] ?? MODE.runs.default
+  // Per system, each run that succeeded and its round (ratios pair runs of a round).
   const values = Object.fromEntries(systems.map((s) => [s, []]))
   const waits = Object.fromEntries(systems.map((s) => [s, []]))
   const errors = {}
@@ -152,7 +153,7 @@ for (const workload of WORKLOADS) {
       waits[system].push(await settle(baselineTimeWait ?? 0, MODE.settleMs))
       const dropped = listenDrops()
       try {
-        values[system].push(await workload.run(system, MODE))
+        values[system].push({ round, result: await workload.run(system, MODE) })
       } catch (e) {
         errors[system] ??= { runs: 0, error: e.message.split('\n')[0] }
         errors[system].runs++
@@ -167,15 +168,16 @@ for (const workload of WORKLOADS) {
     const runs = values[system]
     if (runs.length) {
       for (const { metric, unit, better } of workload.metrics) {
-        const xs = runs.map((r) => r[metric])
-        const bs = base.map((r) => r[metric])
-        const row = { workload: workload.id, system, metric, unit, better, median: median(xs), ci: medianInterval(xs, bootstrap), runs: xs, timeWait: waits[system] }
-        if (system !== BASELINE && median(xs) > 0 && bs.length && median(bs) > 0) Object.assign(row, { ratio: median(xs) / median(bs), ratioCi: ratioInterval(xs, bs, bootstrap) })
+        const xs = runs.map(({ result }) => result[metric])
+        const bs = base.map(({ result }) => result[metric])
+        const pairs = runs.flatMap(({ round, result }) => base.filter((b) => b.round === round).map((b) => [result[metric], b.result[metric]]))
+        const row = { workload: workload.id, system, metric, unit, better, median: median(xs), ci: medianInterval(xs, bootstrap), runs: xs, rounds: runs.map(({ round }) => round), timeWait: waits[system] }
+        if (system !== BASELINE && median(xs) > 0 && bs.length && median(bs) > 0) Object.assign(row, { ratio: median(xs) / median(bs), ratioCi: ratioInterval(pairs, bootstrap) })
         const target = (workload.targets ?? []).find((t) => t.metric === metric)
         if (target && (target.systems ?? ['gaio', 'gaio-inline']).includes(system)) row.target = judge(target, better, row)
         rows.push(row)
       }
-      if (runs[0].points) sweepPoints[system] = runs.flatMap((r) => r.points)
+      if (runs[0].result.points) sweepPoints[system] = runs.flatMap(({ result }) => result.points)
     }
     if (errors[system]) failures.push({ workload: workload.id, system, ...errors[system] })
   }

@@ -60,11 +60,20 @@ export function medianInterval(xs, rand) {
 }
 
 /**
- * Percentile bootstrap 95% interval of median(xs) / median(base), each
- * resampled on its own (the runs of two systems are independent); null
- * where either has fewer than 2 runs or a value is not positive.
+ * Percentile bootstrap 95% interval of median(xs) / median(bases), from pairs
+ * [x, base] of runs made in the same round. Rounds are resampled whole, the two
+ * runs of a round together: a round runs every system within a few minutes, so
+ * the machine's drift over an hour (other tenants come and go) moves both runs of
+ * a pair and cancels from the ratio, where resampling each system on its own adds
+ * that drift to both medians. Null with fewer than 2 pairs or a value that is not
+ * positive.
  */
-export function ratioInterval(xs, base, rand) {
-  if (xs.length < 2 || base.length < 2 || ![...xs, ...base].every((x) => x > 0)) return null
-  return interval(Array.from({ length: RESAMPLES }, () => median(resample(xs, rand)) / median(resample(base, rand))))
+export function ratioInterval(pairs, rand) {
+  if (pairs.length < 2 || !pairs.flat().every((x) => x > 0)) return null
+  return interval(
+    Array.from({ length: RESAMPLES }, () => {
+      const drawn = resample(pairs, rand)
+      return median(drawn.map(([x]) => x)) / median(drawn.map(([, base]) => base))
+    }),
+  )
 }
