@@ -169,10 +169,11 @@ for (const workload of WORKLOADS) {
     if (runs.length) {
       for (const { metric, unit, better } of workload.metrics) {
         const xs = runs.map(({ result }) => result[metric])
-        const bs = base.map(({ result }) => result[metric])
-        const pairs = runs.flatMap(({ round, result }) => base.filter((b) => b.round === round).map((b) => [result[metric], b.result[metric]]))
         const row = { workload: workload.id, system, metric, unit, better, median: median(xs), ci: medianInterval(xs, bootstrap), runs: xs, rounds: runs.map(({ round }) => round), timeWait: waits[system] }
-        if (system !== BASELINE && median(xs) > 0 && bs.length && median(bs) > 0) Object.assign(row, { ratio: median(xs) / median(bs), ratioCi: ratioInterval(pairs, bootstrap) })
+        // The ratio, its interval and its verdict all come from the rounds both systems ran in.
+        const pairs = runs.flatMap(({ round, result }) => base.filter((b) => b.round === round).map((b) => [result[metric], b.result[metric]]))
+        const [mine, theirs] = [0, 1].map((side) => median(pairs.map((pair) => pair[side])))
+        if (system !== BASELINE && mine > 0 && theirs > 0) Object.assign(row, { ratio: mine / theirs, ratioCi: ratioInterval(pairs, bootstrap), pairs: pairs.length })
         const target = (workload.targets ?? []).find((t) => t.metric === metric)
         if (target && (target.systems ?? ['gaio', 'gaio-inline']).includes(system)) row.target = judge(target, better, row)
         rows.push(row)
@@ -195,7 +196,8 @@ for (const workload of WORKLOADS) {
  * (a ratio to node-net, or a bound on the value itself: at_most, at_least)
  * with verdict 'met', 'missed' (the whole interval on the wrong side) or
  * 'unclear' (the interval straddles it, or there is none); marked as not
- * counted with fewer than VERDICT_RUNS runs (quick mode).
+ * counted with fewer than VERDICT_RUNS runs (quick mode; for a ratio, rounds
+ * that both systems ran in).
  */
 function judge(target, better, row) {
   const bound = target.ratio ?? target.at_most ?? target.at_least
@@ -206,7 +208,8 @@ function judge(target, better, row) {
     if (better === 'lower') verdict = hi <= bound ? 'met' : lo > bound ? 'missed' : 'unclear'
     else verdict = lo >= bound ? 'met' : hi < bound ? 'missed' : 'unclear'
   }
-  if (row.runs.length < VERDICT_RUNS) verdict += ` (${row.runs.length} runs: not counted)`
+  const runs = target.ratio !== undefined ? (row.pairs ?? 0) : row.runs.length
+  if (runs < VERDICT_RUNS) verdict += ` (${runs} runs: not counted)`
   return { goal: `${better === 'lower' ? '<=' : '>='} ${goal}`, verdict }
 }
 

@@ -62,11 +62,12 @@ export function medianInterval(xs, rand) {
 /**
  * Percentile bootstrap 95% interval of median(xs) / median(bases), from pairs
  * [x, base] of runs made in the same round. Rounds are resampled whole, the two
- * runs of a round together: a round runs every system within a few minutes, so
- * the machine's drift over an hour (other tenants come and go) moves both runs of
- * a pair and cancels from the ratio, where resampling each system on its own adds
- * that drift to both medians. Null with fewer than 2 pairs or a value that is not
- * positive.
+ * runs of a round together: a workload's round runs every system within a minute
+ * or two, so where the machine's state drifts between rounds (other tenants come
+ * and go) both runs of a pair move together and the drift largely leaves the
+ * ratio, where resampling each system on its own adds it to both medians. Where
+ * the runs of a round do not move together, the interval is no narrower. Null
+ * with fewer than 2 pairs or a value that is not positive.
  */
 export function ratioInterval(pairs, rand) {
   if (pairs.length < 2 || !pairs.flat().every((x) => x > 0)) return null
