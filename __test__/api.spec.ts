@@ -8,7 +8,7 @@ import { lookup } from 'node:dns/promises'
 import { createServer, connect as netConnect, type Socket } from 'node:net'
 import { inspect } from 'node:util'
 import { Conn, GaioError, Listener, OpType, Watcher, type OpResult } from '../index'
-import { collectUntil, gaioPair, netServer, receiveUntilEnd, REFUSED_PORT, scaled, within } from './helpers'
+import { collectUntil, gaioPair, receiveUntilEnd, REFUSED_PORT, scaled, within } from './helpers'
 
 const modes = ['thread', 'inline'] as const
 
