@@ -316,7 +316,8 @@ for (const mode of MODES) {
     t.deepEqual(ledger.problems, [])
     t.deepEqual([...codes], [['ECONNREFUSED', 1000]])
     t.is(conns.size, 1000, 'each result has a Conn of its own')
-    await expectFdsBack(t, base + 2, 'refused sockets (the watcher still open)')
+    // The watcher's own: its poll, the waker's eventfd, and the registry's duplicate of the poll.
+    await expectFdsBack(t, base + 3, 'refused sockets (the watcher still open)')
     // A refused Conn is closed: requests on it complete with ERR_CONN_CLOSED.
     const refused = [...conns][0] as Conn
     w.read(ledger.add(-1), refused)

@@ -84,8 +84,10 @@ pub(crate) enum ReadProgress {
 
 impl Conn {
     pub fn new(id: ConnId, fd: OwnedFd, role: Role) -> Conn {
-        // A new stream is assumed ready both ways: a wrong guess costs one EAGAIN.
-        let ready = matches!(role, Role::Stream);
+        // A new stream or listener is assumed ready: a wrong guess costs one
+        // EAGAIN, and an edge that came between a consumer's registration and
+        // the poller placing the socket found no one in the slot.
+        let ready = !matches!(role, Role::Connecting { .. });
         Conn {
             id,
             fd,

@@ -14,18 +14,19 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use mio::Waker;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token, Waker};
 
 use crate::arena::ArenaMemory;
 use crate::armed::Armed;
-use crate::op::{Address, Completion, ConnId, Data, Error, Submission};
+use crate::op::{slot_of, Address, Adoption, Completion, ConnId, Data, Error, Submission};
 use crate::sys;
 
 /// What the poller and the consumer share.
 pub(crate) struct Shared {
     pub state: Mutex<State>,
     /// Dropped at close, so that a closed watcher holds no descriptor.
-    pub waker: Mutex<Option<Waker>>,
+    pub poll_access: Mutex<Option<PollAccess>>,
     pub notify: Box<dyn Fn() + Send + Sync>,
     /// How many takes the consumer made; written under `state`'s lock.
     pub takes: AtomicU64,
@@ -35,6 +36,13 @@ pub(crate) struct Shared {
     pub sleeping: AtomicBool,
     /// Connections whose next read needs no wake-up.
     pub armed: Armed,
+}
+
+/// The consumer's ways into the poller's poll.
+pub(crate) struct PollAccess {
+    pub waker: Waker,
+    /// Registers the sockets the consumer hands over, on its own thread.
+    pub registry: Registry,
 }
 
 #[derive(Default)]
@@ -108,6 +116,28 @@ impl Shared {
             }
             return;
         }
+        self.queue(state, batch);
+    }
+
+    /// Registers an adopted socket and queues it for the poller. Here, on the
+    /// caller's thread, so that a socket the poll cannot take is the caller's
+    /// error at once, not closed unseen by the poller while the caller goes
+    /// on using its number; under the lock that `stopped` is set under, so
+    /// that no socket is queued for a poller that has gone.
+    pub fn hand_over(&self, adoption: Adoption) -> io::Result<()> {
+        let state = self.lock();
+        {
+            let access = self.poll_access();
+            let Some(access) = access.as_ref().filter(|_| !state.stopped) else { return Err(closed()) };
+            let (fd, token) = (adoption.fd.as_raw_fd(), Token(slot_of(adoption.conn)));
+            access.registry.register(&mut SourceFd(&fd), token, Interest::READABLE | Interest::WRITABLE)?;
+        }
+        // Without the access lock: the queue may take it to wake the poller.
+        self.queue(state, [Submission::Adopt(adoption)]);
+        Ok(())
+    }
+
+    fn queue(&self, mut state: MutexGuard<'_, State>, batch: impl IntoIterator<Item = Submission>) {
         let mut needs_turn = false;
         for submission in batch {
             needs_turn |= !self.reaches_poller_unwoken(&submission);
@@ -134,17 +164,21 @@ impl Shared {
     }
 
     /// The poller has shut down: later submissions complete at once, and the
-    /// waker's descriptor goes.
+    /// waker's and registry's descriptors go.
     pub fn mark_stopped(&self) {
         self.lock().stopped = true;
-        self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.poll_access().take();
     }
 
     /// Wakes the poller out of its poll (nothing once closed).
     pub fn wake(&self) {
-        if let Some(waker) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            let _ = waker.wake();
+        if let Some(access) = self.poll_access().as_ref() {
+            let _ = access.waker.wake();
         }
+    }
+
+    fn poll_access(&self) -> MutexGuard<'_, Option<PollAccess>> {
+        self.poll_access.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -189,6 +223,10 @@ impl Batch<'_> {
     }
 }
 
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the watcher is closed")
+}
+
 impl Exchange {
     pub(crate) fn new(shared: Arc<Shared>, arenas: [Arc<ArenaMemory>; 2]) -> Exchange {
         Exchange { shared, arenas, spare: Vec::new() }
@@ -201,16 +239,20 @@ impl Exchange {
         self.shared.submit(batch);
     }
 
-    /// Listens at `address` as connection `conn`. Binding happens here, on
-    /// the caller's thread, so that the caller learns the port (0 for a Unix
-    /// socket) or the error at once; the poller then owns the socket (a Unix
-    /// socket's file stays the caller's to remove). The socket is submitted
-    /// at once, ahead of anything the caller has not submitted yet.
+    /// Listens at `address` as connection `conn`. Binding and registering
+    /// happen here, on the caller's thread, so that the caller learns the
+    /// port (0 for a Unix socket) or the error at once; the poller then owns
+    /// the socket (a Unix socket's file is the caller's to remove once this
+    /// succeeds). The socket is submitted at once, ahead of anything the
+    /// caller has not submitted yet.
     pub fn listen(&self, conn: ConnId, address: &Address, backlog: u32, reuse_port: bool) -> io::Result<u16> {
-        self.check_running()?;
+        // Not even for a moment may a closed watcher hold the address.
+        if self.shared.lock().stopped {
+            return Err(closed());
+        }
         let fd = sys::listen(address, backlog, reuse_port)?;
         let port = sys::local_port(fd.as_fd());
-        self.submit([Submission::AdoptListener { conn, fd }]);
+        self.shared.hand_over(Adoption { conn, fd, listener: true }).inspect_err(|_| sys::unbind(address))?;
         Ok(port)
     }
 
@@ -218,20 +260,11 @@ impl Exchange {
     /// caller's) as connection `conn`; returns the duplicate's descriptor,
     /// which is the connection's for as long as `conn` is open.
     pub fn adopt(&self, conn: ConnId, fd: BorrowedFd<'_>) -> io::Result<RawFd> {
-        self.check_running()?;
-        let ours = fd.try_clone_to_owned()?;
-        let raw = ours.as_raw_fd();
-        self.submit([Submission::AdoptStream { conn, fd: ours }]);
+        let fd = fd.try_clone_to_owned()?;
+        sys::prepare_stream(fd.as_fd())?;
+        let raw = fd.as_raw_fd();
+        self.shared.hand_over(Adoption { conn, fd, listener: false })?;
         Ok(raw)
-    }
-
-    /// Refuses new sockets once the poller has stopped: one would be closed
-    /// unseen, its descriptor number (or Unix socket file) left to the caller.
-    fn check_running(&self) -> io::Result<()> {
-        if self.shared.lock().stopped {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, "the watcher is closed"));
-        }
-        Ok(())
     }
 
     /// Takes every completion published so far. Swap regions delivered by the

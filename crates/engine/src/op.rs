@@ -69,10 +69,9 @@ pub enum Submission {
     /// Shut down the sending direction once every write queued before it has
     /// gone out (a half-close: the peer reads end of stream, reads go on here).
     CloseWrite { req: ReqId, conn: ConnId },
-    /// Take over a connected stream socket.
-    AdoptStream { conn: ConnId, fd: OwnedFd },
-    /// Take over a listening socket ([`crate::Exchange::listen`] makes one and submits this).
-    AdoptListener { conn: ConnId, fd: OwnedFd },
+    /// Take over a socket registered with the poll already: only
+    /// [`crate::Exchange::adopt`] and [`crate::Exchange::listen`] make one.
+    Adopt(Adoption),
     /// Close a connection or listener now; what was pending on it completes
     /// with [`Error::ConnClosed`].
     Free { conn: ConnId },
@@ -139,6 +138,15 @@ impl Completion {
     }
 }
 
+/// A connected stream or a listening socket on its way to the poller,
+/// registered with its poll by the consumer (see `Shared::hand_over`).
+#[derive(Debug)]
+pub struct Adoption {
+    pub(crate) conn: ConnId,
+    pub(crate) fd: OwnedFd,
+    pub(crate) listener: bool,
+}
+
 impl Submission {
     /// A read of nothing, which could never make progress. (A write of
     /// nothing waits its turn to fail: a consumer may keep the order of its
@@ -156,7 +164,7 @@ impl Submission {
             | Submission::Connect { req, .. }
             | Submission::CloseWrite { req, .. }
             | Submission::Reject { req, .. } => Some(*req),
-            Submission::AdoptStream { .. } | Submission::AdoptListener { .. } | Submission::Free { .. } => None,
+            Submission::Adopt(_) | Submission::Free { .. } => None,
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::arena::SwapArenas;
 use crate::conn::{AcceptRequest, Conn, Role, Listening, ReadProgress};
 use crate::deadline::{Deadlines, Key};
 use crate::exchange::Shared;
-use crate::op::{slot_of, Completion, ConnId, Data, Error, ReqId, Submission};
+use crate::op::{slot_of, Adoption, Completion, ConnId, Data, Error, ReqId, Submission};
 use crate::sys;
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -322,27 +322,32 @@ impl Poller {
                 None => self.done.push(Completion::failed(req, Error::ConnClosed)),
             },
             connect @ Submission::Connect { .. } => self.connects.push_back(connect),
-            Submission::AdoptStream { conn, fd } => {
-                // No request to report to: a failure leaves the id unknown, so
-                // every later request on it completes with ConnClosed.
-                let _ = sys::prepare_stream(fd.as_fd()).and_then(|()| self.insert(conn, fd, Role::Stream));
-            }
-            Submission::AdoptListener { conn, fd } => {
-                let listening = Listening { accepts: VecDeque::new(), backoff: Duration::ZERO };
-                let _ = self.insert(conn, fd, Role::Listener(Box::new(listening)));
+            Submission::Adopt(Adoption { conn, fd, listener }) => {
+                let role = match listener {
+                    true => Role::Listener(Box::new(Listening { accepts: VecDeque::new(), backoff: Duration::ZERO })),
+                    false => Role::Stream,
+                };
+                self.place(conn, fd, role);
             }
             Submission::Free { conn } => self.free(conn, Error::ConnClosed),
             Submission::Reject { req, error } => self.done.push(Completion::failed(req, error)),
         }
     }
 
+    /// Registers a socket of the poller's own (accepted or connecting) and places it.
     fn insert(&mut self, id: ConnId, fd: OwnedFd, role: Role) -> std::io::Result<()> {
-        let slot = slot_of(id);
         self.poll.registry().register(
             &mut SourceFd(&fd.as_raw_fd()),
-            Token(slot),
+            Token(slot_of(id)),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        self.place(id, fd, role);
+        Ok(())
+    }
+
+    /// Puts a registered socket in its slot.
+    fn place(&mut self, id: ConnId, fd: OwnedFd, role: Role) {
+        let slot = slot_of(id);
         if self.conns.len() <= slot {
             self.conns.resize_with(slot + 1, || None);
         }
@@ -353,7 +358,6 @@ impl Poller {
         self.conns[slot] = Some(Conn::new(id, fd, role));
         self.shared.armed.disarm(slot);
         self.schedule(slot);
-        Ok(())
     }
 
     fn free(&mut self, id: ConnId, error: Error) {

@@ -10,7 +10,7 @@ use mio::{Poll, Waker};
 
 use crate::arena::SwapArenas;
 use crate::armed::Armed;
-use crate::exchange::{Exchange, Shared, State};
+use crate::exchange::{Exchange, PollAccess, Shared, State};
 use crate::poller::{Poller, WAKER};
 
 /// How a watcher is set up.
@@ -38,7 +38,7 @@ pub(crate) fn assemble(options: &Options, notify: impl Fn() + Send + Sync + 'sta
     let waker = Waker::new(poll.registry(), WAKER)?;
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
-        waker: Mutex::new(Some(waker)),
+        poll_access: Mutex::new(Some(PollAccess { waker, registry: poll.registry().try_clone()? })),
         notify: Box::new(notify),
         takes: AtomicU64::new(0),
         sleeping: AtomicBool::new(false),

@@ -5,6 +5,7 @@
 //! in each slot.
 
 use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -141,7 +142,8 @@ impl Table {
                 s.generation += 1;
                 let conn = id(slot, s.generation);
                 let old = s.peer.replace(peer);
-                self.watcher.submit([Submission::AdoptStream { conn, fd: ours.into() }]);
+                self.watcher.adopt(conn, ours.as_fd()).expect("adopted");
+                drop(ours);
                 self.poller.turn();
                 if let Some(mut old) = old {
                     // Reusing a live slot closes its connection.

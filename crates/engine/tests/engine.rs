@@ -203,6 +203,34 @@ fn a_closed_watcher_makes_no_listener_and_adopts_no_socket() {
 }
 
 #[test]
+fn a_socket_the_poll_cannot_take_is_refused_at_adoption_not_closed_unseen() {
+    // epoll takes no regular file (EPERM), as it may take no more sockets at
+    // max_user_watches: the caller must hear so at once, or it would go on
+    // writing to a descriptor number the poller closed and someone reused.
+    let (mut w, mut poller) = InlinePoller::start(&Options::default(), || {}).unwrap();
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let refused = w.adopt(1, file.as_fd()).unwrap_err();
+    assert_eq!(refused.raw_os_error(), Some(libc::EPERM));
+    let (ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    w.adopt(1, ours.as_fd()).unwrap();
+    peer.write_all(b"fine").unwrap();
+    w.submit([read(1, 1, 16)]);
+    assert_eq!(turn_until(&mut w, &mut poller, 1), None);
+}
+
+#[test]
+fn a_connection_that_comes_before_the_poller_places_its_listener_is_accepted() {
+    // The listener is registered on the caller's thread: its first edge can
+    // come, and be dropped, before the poller has it in a slot.
+    let (mut w, mut poller) = InlinePoller::start(&Options::default(), || {}).unwrap();
+    let port = w.listen(1, &Address::Inet("127.0.0.1:0".parse().unwrap()), 16, false).unwrap();
+    let _client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    poller.turn(); // the edge, for a slot still empty; then the listener is placed
+    w.submit([Submission::Accept { req: 1, listener: 1, conn: 2 }]);
+    assert_eq!(turn_until(&mut w, &mut poller, 1), None);
+}
+
+#[test]
 fn takes_reuse_the_vectors_of_earlier_batches() {
     let (mut w, mut poller) = InlinePoller::start(&Options::default(), || {}).unwrap();
     // Reads on no connection complete in the next turn; the vectors' capacities tell them apart.
@@ -389,7 +417,8 @@ fn requests_that_beat_their_deadline_leave_no_timeout_behind() {
     let (mut w, mut poller) = InlinePoller::start(&Options::default(), || {}).unwrap();
     let (a, mut a_peer) = std::os::unix::net::UnixStream::pair().unwrap();
     let (b, mut b_peer) = std::os::unix::net::UnixStream::pair().unwrap();
-    w.submit([Submission::AdoptStream { conn: 1, fd: a.into() }, Submission::AdoptStream { conn: 2, fd: b.into() }]);
+    w.adopt(1, a.as_fd()).unwrap();
+    w.adopt(2, b.as_fd()).unwrap();
     let soon = Some(Instant::now() + Duration::from_millis(50));
     b_peer.write_all(b"now").unwrap();
     w.submit([Submission::Read { req: 1, conn: 2, len: 64, full: false, deadline: soon }]);
@@ -462,7 +491,7 @@ fn a_consumer_that_takes_only_when_notified_is_told_when_a_starved_read_needs_a_
 fn an_inline_turn_asks_for_the_take_that_a_starved_read_needs() {
     let (mut w, mut poller) = InlinePoller::start(&Options { swap_read_size: 8, arena_size: 8 }, || {}).unwrap();
     let (a, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
-    w.submit([Submission::AdoptStream { conn: 1, fd: a.into() }]);
+    w.adopt(1, a.as_fd()).unwrap();
     peer.write_all(&[7u8; 24]).unwrap();
     w.submit([read(1, 1, 8), read(2, 1, 8), read(3, 1, 8)]);
     let mut got = 0;
@@ -485,7 +514,8 @@ fn sockets_waiting_for_swap_space_are_served_in_turn() {
     let (mut w, mut poller) = InlinePoller::start(&Options { swap_read_size: 8, arena_size: 8 }, || {}).unwrap();
     let (a, mut a_peer) = std::os::unix::net::UnixStream::pair().unwrap();
     let (b, mut b_peer) = std::os::unix::net::UnixStream::pair().unwrap();
-    w.submit([Submission::AdoptStream { conn: 1, fd: a.into() }, Submission::AdoptStream { conn: 2, fd: b.into() }]);
+    w.adopt(1, a.as_fd()).unwrap();
+    w.adopt(2, b.as_fd()).unwrap();
     a_peer.write_all(&[1u8; 800]).unwrap();
     b_peer.write_all(&[2u8; 8]).unwrap();
     w.submit((0..100).map(|req| read(req, 1, 8)).chain([read(100, 2, 8)]));
@@ -594,7 +624,7 @@ fn a_connect_whose_deadline_passes_while_it_waits_its_turn_makes_no_connection()
     let addr = Address::Inet(listener.local_addr().unwrap());
     let deadline = Some(Instant::now() + Duration::from_millis(30));
     let count = 300;
-    w.submit((0..count).map(|i| Submission::Connect { req: i, conn: conn_id(i as u32 + 1, 1), addr: addr.clone(), deadline }));
+    w.submit((0..count).map(|i| Submission::Connect { req: i, conn: conn_id(i + 1, 1), addr: addr.clone(), deadline }));
     poller.turn();
     std::thread::sleep(Duration::from_millis(60));
     let mut outcomes = Vec::new();

@@ -20,7 +20,7 @@ use bsd as os;
 pub use os::{accept, accept_error_is_transient, pin_current_thread, send_vectored};
 pub use unix::{
     connect, interface_index, listen, local_port, prepare_stream, recv, send, set_keepalive, set_nodelay,
-    shutdown, socket_addresses, take_socket_error,
+    shutdown, socket_addresses, take_socket_error, unbind,
 };
 
 #[cfg(test)]

@@ -202,9 +202,18 @@ pub fn listen(addr: &Address, backlog: u32, reuse_port: bool) -> io::Result<Owne
     };
     // Listening again on a listening socket (the Unix case) just sets the backlog.
     // SAFETY: listen on an open socket descriptor.
-    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
-    prepare_stream(fd.as_fd())?;
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) })
+        .and_then(|_| prepare_stream(fd.as_fd()))
+        .inspect_err(|_| unbind(addr))?;
     Ok(fd)
+}
+
+/// Removes the file a Unix socket listener was bound to, for a listen that
+/// failed after binding (nothing for an internet address).
+pub fn unbind(addr: &Address) {
+    if let Address::Unix(path) = addr {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Starts a non-blocking connect; the outcome shows up as writability, then SO_ERROR.
