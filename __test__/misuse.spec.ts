@@ -380,6 +380,25 @@ test('a buffer detached while a read is in flight: ERR_BUFFER_DETACHED, no crash
   t.is(fine.size, 4)
 })
 
+for (const mode of ['thread', 'inline'] as const) test(`[${mode}] swap memory as a read's buffer is refused: the next waitIO() may refill it; writing it is fine`, async (t) => {
+  const w = new Watcher({ mode })
+  t.teardown(() => w.close())
+  const { client, server } = await gaioPair(w)
+  w.read('swap', server)
+  w.write('w', client, Buffer.from('ping'))
+  const [got] = (await collectUntil(w, (rs) => rs.some((r) => r.context === 'swap'), 3000, 'swap read')).filter((r) => r.context === 'swap')
+  t.true(got!.isSwapBuffer)
+  const view = got!.buffer!
+  for (const read of [() => w.read('again', server, view), () => w.readTimeout('again', server, view.subarray(1), Date.now() + 1000), () => w.readFull('again', server, new DataView(view.buffer, view.byteOffset, 2))]) {
+    t.throws(read, { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /swap memory/ })
+  }
+  w.write('echo', server, view)
+  w.readFull('back', client, new Uint8Array(4))
+  const after = await collectUntil(w, (rs) => rs.some((r) => r.context === 'back') && rs.some((r) => r.context === 'echo'), 3000, 'echo')
+  t.is(Buffer.from(after.find((r) => r.context === 'back')!.buffer!).toString(), 'ping')
+  t.deepEqual(after.map((r) => r.context).sort(), ['back', 'echo'], 'the refused reads left nothing behind')
+})
+
 test('a second concurrent waitIO() rejects with ERR_WAIT_PENDING; the first still resolves', async (t) => {
   const { w, client, server } = await pair(t)
   const first = w.waitIO()

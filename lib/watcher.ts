@@ -492,6 +492,8 @@ export class Watcher<Context = unknown> implements AsyncIterable<OpResult<Contex
 
   private submitRead(kind: Kind, context: unknown, conn: ConnLike, buffer: ArrayBufferView | null | undefined, deadline: number): void {
     const bytes = buffer === null || buffer === undefined ? null : nonEmpty(bytesOf(buffer, 'buffer'), 'buffer')
+    // The bytes are copied in at a later take, when the poller may be refilling that memory.
+    if (bytes && swapMemory.has(bytes.buffer)) throw invalidArgValue('buffer', buffer, 'is swap memory (a result\'s buffer), which the next waitIO() may refill: read into memory of your own')
     if (bytes && kind === Kind.ReadFull) transferable(bytes, 'buffer')
     // A read returns at most what it asks for: asking for less of a huge buffer changes nothing else.
     this.enqueueOn(kind, context, conn, bytes, null, bytes ? Math.min(bytes.byteLength, MAX_TRANSFER) : this.bufferSize, deadline)
