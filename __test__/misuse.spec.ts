@@ -470,6 +470,8 @@ test('the native functions called directly with garbage throw or fail the record
     t.throws(() => h.records('6', 5), { instanceOf: TypeError })
     t.throws(() => h.submit(2, []), { instanceOf: RangeError }, 'more records than the memory holds')
     t.throws(() => h.submit(-1, []), { instanceOf: RangeError })
+    // Its fields, 6 × 0xffffffff, wrap around 32 bits (armv7) to fewer than the memory holds.
+    t.throws(() => h.submit(0xffffffff, []), { instanceOf: RangeError }, 'a count whose fields overflow a 32-bit size')
     t.throws(() => h.submit('1', []), { instanceOf: TypeError })
     // A record that cannot be read fails on its own (EINVAL), never the whole batch.
     const garbage: [number[], unknown][] = [

@@ -284,7 +284,8 @@ fn submit(env: Env, watcher: &NativeWatcher, args: &[Value]) -> Result<Value> {
     let records = watcher.submit_records.borrow().clone();
     let fields = records
         .0
-        .get(..count * SUBMIT_FIELDS)
+        // Saturating: on a 32-bit target a count near u32::MAX would wrap to a short prefix.
+        .get(..count.saturating_mul(SUBMIT_FIELDS))
         .ok_or_else(|| Error::Range("count exceeds the submission records".into()))?;
     let inline = watcher.inline_poller();
     // Read the clock once per batch, and only for a batch with deadlines.
